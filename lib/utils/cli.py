@@ -1,0 +1,43 @@
+"""Command-line arguments shared by the entry points (the seed README's flags)."""
+from __future__ import annotations
+
+import argparse
+
+from lib.utils.config import load_config, parse_override
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """Flags every entry point takes: config files, model version and config overrides."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", required=True, help="training config YAML (configs/pose3d/*.yaml)")
+    p.add_argument("--hyper_cfg", default=None, help="hyperedge partition YAML (hyper_config/method2/*.yaml)")
+    p.add_argument("--hyper_relation_bias", choices=("none", "uniform"), default=None,
+                   help="version 2: joint-joint relation bias init (identity / skeleton adjacency)")
+    p.add_argument("--version", type=int, choices=(1, 2), default=None,
+                   help="1 = DSTformer (MotionBERT), 2 = hypergraph DSTformer")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set epochs=10 --set learning_rate=1e-4")
+    p.add_argument("--seed", type=int, default=0, help="random seed (model init, data order, flips)")
+    return p
+
+
+def add_training_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Flags of train.py / train_distill.py / evaluate.py."""
+    p.add_argument("-c", "--checkpoint", default="checkpoint", help="run folder for checkpoints and logs")
+    p.add_argument("-r", "--resume", default="", help="checkpoint file to resume training from")
+    p.add_argument("-e", "--evaluate", default="", help="checkpoint file to evaluate (no training)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    p.add_argument("--gt_2d", action="store_true", help="evaluate with ground-truth 2D input")
+    return p
+
+
+def resolve_config(args: argparse.Namespace, distill_cfg: str | None = None):
+    """Config from the files in ``args`` plus explicit CLI values (see lib/utils/config.py)."""
+    overrides = dict(parse_override(text) for text in args.overrides)
+    overrides["version"] = args.version
+    overrides["hyper_relation_bias"] = args.hyper_relation_bias
+    if getattr(args, "bf16", False):
+        overrides["bf16"] = True
+    if getattr(args, "gt_2d", False):
+        overrides["gt_2d"] = True
+    return load_config(args.config, args.hyper_cfg, distill_cfg, overrides)

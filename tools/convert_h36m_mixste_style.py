@@ -1,0 +1,46 @@
+"""Slice the H36M source pickle into MotionBERT-style clip files (EHGFormer's "Mixste_Style").
+
+    python tools/convert_h36m_mixste_style.py                       # the defaults below
+    python tools/convert_h36m_mixste_style.py --dt_root data/motion3d/synthetic --out_dir ...
+
+Writes ``<out_dir>/{train,test}/%08d.pkl`` with ``data_input`` / ``data_label`` float32
+``[frames, 17, 3]``. Train clips start every ``--stride`` (strided) frames; test clips do not
+overlap. ``--tds`` subsamples every per-frame array first. Re-running is a no-op.
+"""
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lib.data.h36m import DataError  # noqa: E402
+from lib.data.prepare import convert_source_to_clips  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dt_root", default="data/motion3d/H36M-SH", help="folder of the source pickle")
+    p.add_argument("--dt_file", default="h36m_sh_conf_cam_source_final.pkl", help="source pickle name")
+    p.add_argument("--out_dir", default="data/motion3d/H36M-SH/Mixste_Style_v2", help="clip folder")
+    p.add_argument("-f", "--frames", type=int, default=243, help="clip length (strided frames)")
+    p.add_argument("-s", "--stride", type=int, default=81, help="train clip stride; test clips do not overlap")
+    p.add_argument("--tds", type=int, default=2, help="temporal downsampling of every per-frame array")
+    p.add_argument("--force", action="store_true", help="rewrite even if the clips are up to date")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    t0 = time.time()
+    try:
+        counts = convert_source_to_clips(args.dt_root, args.dt_file, args.out_dir, args.frames,
+                                         args.stride, args.tds, force=args.force)
+    except DataError as err:
+        sys.exit(f"error: {err}")
+    print(f"{args.out_dir}: {counts['train']} train clips, {counts['test']} test clips "
+          f"({args.frames} frames, stride {args.stride}, tds {args.tds}) in {time.time() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
