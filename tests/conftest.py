@@ -6,3 +6,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+
+# Tests use tiny tensors: one intra-op thread is fastest and avoids oversubscribing CI's 2 cores.
+torch.set_num_threads(1)

@@ -2,10 +2,14 @@
 
     python tools/convert_h36m_mixste_style.py                       # the defaults below
     python tools/convert_h36m_mixste_style.py --dt_root data/motion3d/synthetic --out_dir ...
+    python tools/convert_h36m_mixste_style.py --out_dir <folder> --pack    # pickles -> fast store
 
 Writes ``<out_dir>/{train,test}/%08d.pkl`` with ``data_input`` / ``data_label`` float32
-``[frames, 17, 3]``. Train clips start every ``--stride`` (strided) frames; test clips do not
-overlap. ``--tds`` subsamples every per-frame array first. Re-running is a no-op.
+``[frames, 17, 3]`` (``--store pkl``, MotionBERT's layout), the fast memory-mapped store
+``<out_dir>/clips_{train,test}.npy`` + ``.json`` header (``--store npy``), or both (default).
+Train clips start every ``--stride`` (strided) frames; test clips do not overlap. ``--tds``
+subsamples every per-frame array first. Re-running is a no-op. ``--pack`` builds the fast store
+from the per-clip pickles already in ``--out_dir`` (e.g. a folder made by MotionBERT).
 """
 import argparse
 import os
@@ -15,6 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib.data.h36m import DataError  # noqa: E402
+from lib.data.clip_store import pack_pickle_clips  # noqa: E402
 from lib.data.prepare import convert_source_to_clips  # noqa: E402
 
 
@@ -26,6 +31,10 @@ def parse_args(argv=None):
     p.add_argument("-f", "--frames", type=int, default=243, help="clip length (strided frames)")
     p.add_argument("-s", "--stride", type=int, default=81, help="train clip stride; test clips do not overlap")
     p.add_argument("--tds", type=int, default=2, help="temporal downsampling of every per-frame array")
+    p.add_argument("--store", choices=("pkl", "npy", "both"), default="both",
+                   help="per-clip pickles (MotionBERT), the fast memory-mapped store, or both")
+    p.add_argument("--pack", action="store_true",
+                   help="only build the fast store from the per-clip pickles in --out_dir (no source needed)")
     p.add_argument("--force", action="store_true", help="rewrite even if the clips are up to date")
     return p.parse_args(argv)
 
@@ -34,12 +43,17 @@ def main(argv=None):
     args = parse_args(argv)
     t0 = time.time()
     try:
+        if args.pack:
+            counts = pack_pickle_clips(args.out_dir)
+            print(f"{args.out_dir}: packed {counts['train']} train and {counts['test']} test clips "
+                  f"into the fast store in {time.time() - t0:.1f} s")
+            return
         counts = convert_source_to_clips(args.dt_root, args.dt_file, args.out_dir, args.frames,
-                                         args.stride, args.tds, force=args.force)
+                                         args.stride, args.tds, force=args.force, stores=args.store)
     except DataError as err:
         sys.exit(f"error: {err}")
     print(f"{args.out_dir}: {counts['train']} train clips, {counts['test']} test clips "
-          f"({args.frames} frames, stride {args.stride}, tds {args.tds}) in {time.time() - t0:.1f} s")
+          f"({args.frames} frames, stride {args.stride}, tds {args.tds}, store {args.store}) in {time.time() - t0:.1f} s")
 
 
 if __name__ == "__main__":

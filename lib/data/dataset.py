@@ -1,26 +1,41 @@
-"""PyTorch Dataset over clip folders (MotionBERT's ``MotionDataset3D`` layout).
+"""PyTorch Datasets over clip folders, and ``make_dataset`` that picks the store from the config.
 
-The file list is the sorted listing of ``<data_root>/<subset>/<split>/`` concatenated over
-``subset_list``. Each item is ``(input, label)``, float32 tensors ``[T, 17, 3]``:
-input = (x_n, y_n, confidence), label = normalised (x_n, y_n, z_n), not root-relative.
+Both Datasets list the clips of ``<data_root>/<subset>/`` concatenated over ``subset_list`` and
+return the same items: ``(input, label)``, float32 tensors ``[T, 17, 3]``, input = (x_n, y_n,
+confidence), label = normalised (x_n, y_n, z_n), not root-relative.
+
+* ``MotionDataset3D`` reads MotionBERT's per-clip pickles (sorted listing of ``<split>/``).
+* ``ArrayClipDataset`` reads the memory-mapped ``clips_<split>.npy`` store (clip i = pickle i):
+  one copy of the clip's contiguous 2 x [T, 17, 3] block per item. (A batched ``__getitems__``
+  gathering a whole batch into one buffer was measured slower: the fresh multi-MB buffer per
+  batch costs more page faults than the copy saves, see docs/benchmarks.md.)
+
 Random flipping is done per batch in the training loop (seeded, resumable), not here.
 """
 from __future__ import annotations
 
 import os
-import pickle
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lib.data.clip_store import clip_files
+from lib.data.clip_store import choose_store, clip_files, open_array_clips, read_pickle_clip
 from lib.data.h36m import DataError
 
 
+def make_dataset(cfg, split: str, no_conf: bool = False) -> Dataset:
+    """The Dataset of ``split`` for a config: store from ``cfg.clip_store`` ('auto', 'pkl' or
+    'npy'; auto = the fast store when present and valid, else the per-clip pickles)."""
+    folders = [os.path.join(cfg.data_root, subset) for subset in cfg.subset_list]
+    store = choose_store(folders, split, cfg.get("clip_store", "auto"))
+    cls = ArrayClipDataset if store == "npy" else MotionDataset3D
+    return cls(cfg.data_root, cfg.subset_list, split, gt_2d=cfg.gt_2d, no_conf=no_conf)
+
+
 class MotionDataset3D(Dataset):
-    """Clips of one split. ``gt_2d``: replace the input's x, y by the label's, confidence 1.
-    ``no_conf``: drop the confidence channel (model input ``[T, 17, 2]``)."""
+    """Clips of one split from per-clip pickles. ``gt_2d``: replace the input's x, y by the
+    label's, confidence 1. ``no_conf``: drop the confidence channel (model input ``[T, 17, 2]``)."""
 
     def __init__(self, data_root: str, subset_list, split: str, gt_2d: bool = False,
                  no_conf: bool = False):
@@ -40,18 +55,56 @@ class MotionDataset3D(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int):
-        with open(self.files[index], "rb") as f:
-            sample = pickle.load(f)
-        return to_model_io(sample["data_input"], sample["data_label"], self.gt_2d, self.no_conf)
+        return to_model_io(*read_pickle_clip(self.files[index]), self.gt_2d, self.no_conf)
+
+
+class ArrayClipDataset(Dataset):
+    """Clips of one split from the memory-mapped fast store (same items and order as
+    ``MotionDataset3D``). Files are checked when the Dataset is made and opened lazily in each
+    process, so DataLoader workers (fork or spawn, persistent or not) map the file themselves."""
+
+    def __init__(self, data_root: str, subset_list, split: str, gt_2d: bool = False,
+                 no_conf: bool = False):
+        self.folders = [os.path.join(data_root, subset) for subset in subset_list]
+        self.split, self.gt_2d, self.no_conf = split, gt_2d, no_conf
+        sizes = [len(open_array_clips(folder, split)) for folder in self.folders]
+        self.offsets = np.cumsum([0] + sizes)
+        self._arrays = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_arrays"] = None                   # never pickle the mapped data to a worker
+        return state
+
+    def arrays(self) -> list[np.ndarray]:
+        if self._arrays is None:
+            self._arrays = [open_array_clips(folder, self.split) for folder in self.folders]
+        return self._arrays
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index: int):
+        index = int(index) + len(self) if index < 0 else int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"clip {index} out of range ({len(self)} clips)")
+        part = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        clip = torch.from_numpy(np.array(self.arrays()[part][index - self.offsets[part]]))  # one copy
+        x, y = apply_input_options(clip[0], clip[1], self.gt_2d, self.no_conf)
+        return x.contiguous(), y
 
 
 def to_model_io(data_input: np.ndarray, data_label: np.ndarray, gt_2d: bool, no_conf: bool):
-    """Apply the gt_2d / no_conf input options and convert to float tensors."""
-    x = np.array(data_input, dtype=np.float32)
-    y = np.asarray(data_label, dtype=np.float32)
+    """Apply the gt_2d / no_conf input options and convert to float tensors (``[..., T, 17, C]``;
+    always copies, so read-only memory maps are never handed to torch)."""
+    x, y = apply_input_options(torch.tensor(np.asarray(data_input), dtype=torch.float32),
+                               torch.tensor(np.asarray(data_label), dtype=torch.float32), gt_2d, no_conf)
+    return x.contiguous(), y
+
+
+def apply_input_options(x: torch.Tensor, y: torch.Tensor, gt_2d: bool, no_conf: bool):
+    """gt_2d: x, y of the input from the label, confidence 1 (in place); no_conf: drop channel 3."""
     if gt_2d:
         x[..., :2] = y[..., :2]
         x[..., 2] = 1.0
-    if no_conf:
-        x = x[..., :2]
-    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
+    return (x[..., :2] if no_conf else x), y

@@ -1,18 +1,21 @@
-"""Turn a source pickle into clip folders, and make sure a config's data exists.
+"""Turn a source pickle into clip stores, and make sure a config's data exists.
 
-``convert_source_to_clips`` is what ``tools/convert_h36m_mixste_style.py`` runs.
-``ensure_clips`` is called by the training scripts: it uses existing clip folders as they are
-(MotionBERT/EHGFormer folders included), converts the source pickle when the clips are missing,
-and, for configs that name a ``synthetic_data`` size (the quick start), first generates the
-synthetic H36M-format source file when it is missing.
+``convert_source_to_clips`` is what ``tools/convert_h36m_mixste_style.py`` runs; it writes the
+per-clip pickles (MotionBERT's layout), the fast memory-mapped store, or both (see
+``lib/data/clip_store.py``). ``ensure_clips`` is called by the training scripts: it uses existing
+clip folders as they are (MotionBERT/EHGFormer folders included), converts the source pickle
+when the clips are missing, and, for configs that name a ``synthetic_data`` size (the quick
+start), first generates the synthetic H36M-format source file when it is missing.
 """
 from __future__ import annotations
 
 import os
 import time
 
-from lib.data.clip_store import clip_files, is_complete, write_meta, write_pickle_clips
-from lib.data.h36m import SPLITS, DataError, DataReaderH36M
+from lib.data.clip_store import (STORES, array_store_valid, clip_files, meta_stores, pack_pickle_clips,
+                                 read_meta, remove_array_clips, remove_pickle_clips, store_is_complete,
+                                 write_array_clips, write_meta, write_pickle_clips)
+from lib.data.h36m import SPLITS, DataError, DataReaderH36M, load_source
 
 
 def clip_spec(source_path: str, frames: int, stride: int, tds: int) -> dict:
@@ -23,36 +26,87 @@ def clip_spec(source_path: str, frames: int, stride: int, tds: int) -> dict:
             "test_stride": frames, "tds": tds}
 
 
-def convert_source_to_clips(dt_root: str, dt_file: str, out_dir: str, frames: int = 243,
-                            stride: int = 81, tds: int = 2, force: bool = False) -> dict:
-    """Slice the source into ``<out_dir>/{train,test}/%08d.pkl``; returns ``{split: num_clips}``.
+def parse_stores(stores) -> list[str]:
+    """``'both'``, ``'pkl'``, ``'npy'`` or a sequence of those -> list of stores."""
+    names = list(STORES) if stores == "both" else [stores] if isinstance(stores, str) else list(stores)
+    unknown = [s for s in names if s not in STORES]
+    if unknown or not names:
+        raise ValueError(f"store must be 'pkl', 'npy' or 'both', got {stores!r}")
+    return names
 
-    Idempotent: when ``out_dir`` already holds the clips of the same source and settings it
-    does nothing; with other settings the old clips are replaced.
+
+def convert_source_to_clips(dt_root: str, dt_file: str, out_dir: str, frames: int = 243,
+                            stride: int = 81, tds: int = 2, force: bool = False,
+                            stores="both") -> dict:
+    """Slice the source into the clip stores of ``out_dir``; returns ``{split: num_clips}``.
+
+    Idempotent: stores that already hold the clips of the same source and settings are left
+    alone (nothing at all is done when every requested store is up to date); ``force`` rewrites
+    the requested stores anyway. When the settings changed, every old store in ``out_dir`` is
+    removed and the requested ones are written anew.
     """
     source_path = os.path.join(dt_root, dt_file)
-    reader = DataReaderH36M(frames, tds, stride, frames, dt_root, dt_file)
-    spec = clip_spec(source_path, frames, stride, tds)
-    if not force and is_complete(out_dir, spec):
-        counts = {s: len(clip_files(os.path.join(out_dir, s))) for s in SPLITS}
-        print(f"Clips in {out_dir} are up to date ({counts['train']} train, {counts['test']} test).")
+    if not os.path.isfile(source_path):
+        load_source(source_path)                  # raises the DataError naming the file and the fix
+    spec, meta, wanted = clip_spec(source_path, frames, stride, tds), read_meta(out_dir), parse_stores(stores)
+    same = bool(meta) and meta.get("spec") == spec
+    done = [s for s in meta_stores(meta) if same and store_is_complete(out_dir, s, meta["num_clips"])]
+    todo = [s for s in wanted if force or s not in done]
+    kept = [s for s in done if s not in todo]
+    if not todo:
+        counts = meta["num_clips"]
+        print(f"Clips in {out_dir} are up to date ({counts['train']} train, {counts['test']} test; "
+              f"stores {', '.join(kept)}).")
         return counts
+    remove_stale_stores(out_dir, keep=kept)
+    reader = DataReaderH36M(frames, tds, stride, frames, dt_root, dt_file)
     counts = {}
     for split in SPLITS:
         inputs, labels = reader.get_sliced_data(split)
-        write_pickle_clips(os.path.join(out_dir, split), inputs, labels, desc=f"{split} clips")
+        if "pkl" in todo:
+            write_pickle_clips(os.path.join(out_dir, split), inputs, labels, desc=f"{split} clips")
+        if "npy" in todo:
+            write_array_clips(out_dir, split, inputs, labels)
         counts[split] = len(inputs)
-    write_meta(out_dir, {"spec": spec, "num_clips": counts})
+    write_meta(out_dir, {"spec": spec, "num_clips": counts, "stores": [s for s in STORES if s in kept + todo]})
     return counts
 
 
+def remove_stale_stores(out_dir: str, keep: list[str]) -> None:
+    """Remove meta.json and every store not in ``keep`` (they are rewritten or out of date)."""
+    meta_path = os.path.join(out_dir, "meta.json")
+    if os.path.exists(meta_path):
+        os.remove(meta_path)
+    for split in SPLITS:
+        if "pkl" not in keep:
+            remove_pickle_clips(os.path.join(out_dir, split))
+        if "npy" not in keep:
+            remove_array_clips(out_dir, split)
+
+
+def has_clips(folder: str, store: str) -> bool:
+    if store == "pkl":
+        return all(clip_files(os.path.join(folder, split)) for split in SPLITS)
+    return all(array_store_valid(folder, split) for split in SPLITS)
+
+
 def ensure_clips(cfg) -> None:
-    """Make the clips the config trains on, if they are not there yet (see module docstring)."""
-    folders = [os.path.join(cfg.data_root, subset) for subset in cfg.subset_list]
-    if all(clip_files(os.path.join(folder, split)) for folder in folders for split in SPLITS):
-        return
-    ensure_source(cfg)
-    for folder in folders:
+    """Make the clips the config trains on, if they are not there yet (see module docstring).
+
+    Missing clips are converted into both stores. With ``clip_store: npy`` a folder that only
+    has per-clip pickles (e.g. one made by MotionBERT) is packed into the fast store.
+    """
+    mode = cfg.get("clip_store", "auto")
+    for folder in (os.path.join(cfg.data_root, subset) for subset in cfg.subset_list):
+        if mode != "npy" and (has_clips(folder, "pkl") or has_clips(folder, "npy")):
+            continue
+        if mode == "npy" and has_clips(folder, "npy"):
+            continue
+        if mode == "npy" and has_clips(folder, "pkl"):
+            print(f"Packing the per-clip pickles of {folder} into the fast clip store ...")
+            pack_pickle_clips(folder)
+            continue
+        ensure_source(cfg)
         print(f"Slicing {os.path.join(cfg.dt_root, cfg.dt_file)} into clips under {folder} ...")
         convert_source_to_clips(cfg.dt_root, cfg.dt_file, folder, cfg.clip_len,
                                 cfg.data_stride, cfg.sample_stride)

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from lib.utils.config import load_config, parse_override
+from lib.utils.config import ConfigError, load_config, parse_override
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -32,7 +33,15 @@ def add_training_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace, distill_cfg: str | None = None):
-    """Config from the files in ``args`` plus explicit CLI values (see lib/utils/config.py)."""
+    """Config from the files in ``args`` plus explicit CLI values (see lib/utils/config.py).
+    A bad config exits with a one-line message naming the key and the file."""
+    try:
+        return _resolve(args, distill_cfg)
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+
+
+def _resolve(args: argparse.Namespace, distill_cfg: str | None):
     overrides = dict(parse_override(text) for text in args.overrides)
     overrides["version"] = args.version
     overrides["hyper_relation_bias"] = args.hyper_relation_bias

@@ -80,7 +80,18 @@ def _merge_checked(base: dict, update: Mapping, known: Iterable[str], source: st
         if key not in known:
             hint = _closest(key, known)
             raise ConfigError(f"unknown config key {key!r} in {source}" + (f" (did you mean {hint!r}?)" if hint else ""))
-        base[key] = value
+        base[key] = _coerce(key, value, base.get(key), source)
+
+
+def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
+    """Numbers for numeric keys: YAML reads ``2e-4`` (no dot) as a string, we read it as 0.0002."""
+    if isinstance(default, bool) or not isinstance(default, (int, float)) or not isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{key!r} in {source} must be a number, got {value!r}") from None
+    return int(number) if isinstance(default, int) and number.is_integer() else number
 
 
 def _closest(key: str, known: set) -> str | None:

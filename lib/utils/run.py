@@ -8,7 +8,7 @@ import torch
 
 from lib.data.h36m import DataError
 from lib.data.prepare import ensure_source
-from lib.model.factory import build_model, extract_state_dict, load_weights
+from lib.model.factory import CheckpointMismatchError, build_model, extract_state_dict, load_weights
 from lib.utils import distributed as dist
 from lib.utils.checkpoint import load_checkpoint
 from lib.utils.evaluation import Evaluator, format_table, save_results
@@ -37,7 +37,7 @@ def run_evaluation(cfg, checkpoint_path: str) -> dict:
         load_weights(model, extract_state_dict(load_checkpoint(checkpoint_path)))
         ensure_source(cfg)  # the evaluation reads the source pickle, not the clip files
         results = Evaluator(cfg).run(model.to(device), device)
-    except (DataError, FileNotFoundError) as err:
+    except (DataError, FileNotFoundError, CheckpointMismatchError) as err:
         sys.exit(f"error: {err}")
     print(format_table(results))
     out = os.path.splitext(checkpoint_path)[0] + "_eval.json"

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from lib.data.dataset import MotionDataset3D
+from lib.data.dataset import make_dataset
 from lib.data.prepare import ensure_clips
 from lib.data.skeleton import flip
 from lib.model.factory import build_model
@@ -45,7 +45,7 @@ def seed_everything(seed: int) -> None:
 
 def build_train_loader(cfg, rank: int, world: int, seed: int) -> DataLoader:
     """Shuffled training clips; the sampler is seeded and set per epoch (exact resume, DDP)."""
-    dataset = MotionDataset3D(cfg.data_root, cfg.subset_list, "train", gt_2d=cfg.gt_2d)
+    dataset = make_dataset(cfg, "train")
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
     workers = cfg.num_workers
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
@@ -70,6 +70,7 @@ class Trainer:
         self.model = (model or build_model(cfg, verbose=dist.is_main())).to(self.device)
         self.start_epoch, self.min_loss = 0, math.inf
         self.writer = None
+        self.history = []   # per epoch: loss terms, lr and (when evaluated) P1/P2
 
     # -- what a step optimises (overridden by the distillation trainer) --------------------
     def extra_modules(self) -> dict:
@@ -188,6 +189,8 @@ class Trainer:
         if dist.is_main():
             if self.evaluator is not None and ((epoch + 1) % self.cfg.eval_frequency == 0 or epoch + 1 == self.cfg.epochs):
                 results = self.evaluator.run(unwrap(self.model), self.device)
+            self.history.append({"epoch": epoch, "lr": lr, **terms,
+                                 **({"p1": results["protocol"]["p1"], "p2": results["protocol"]["p2"]} if results else {})})
             self.log_epoch(epoch, lr, terms, seconds, results)
             self.save_epoch(epoch, lr, results)
         dist.barrier()

@@ -1,0 +1,64 @@
+"""Export a trained Pose3D checkpoint to ONNX for CPU inference (seed README, "Deployment").
+
+    python deployment/deployment_pose3d.py --config configs/pose3d/train_h36m.yaml \\
+        --checkpoint checkpoint/pose3d/h36m --hyper_cfg hyper_config/method2/manual_joint_label1.yaml \\
+        --hyper_relation_bias uniform --version 2 \\
+        --evaluate checkpoint/pose3d/h36m/best_epoch.bin --deployment checkpoint/pose3d/h36m/pose3d.onnx
+
+The graph maps ``pose2d [N, T, 17, 3]`` to ``pose3d [N, T, 17, 3]`` (dynamic N, dynamic T up to
+the config's maxlen; see docs/inference.md). The file is checked with ``onnx.checker``, run with
+onnxruntime on realistic clips and compared with PyTorch; it is written (atomically) only when
+the largest difference is at most 1e-4, otherwise the script exits with status 1.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lib.model.factory import CheckpointMismatchError, count_parameters  # noqa: E402
+from lib.utils.cli import base_parser, resolve_config  # noqa: E402
+from lib.utils.deploy import OPSET, PARITY_TOLERANCE, deploy, load_model  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = base_parser(__doc__)
+    parser.add_argument("-c", "--checkpoint", default="checkpoint",
+                        help="run folder; --evaluate defaults to its best_epoch.bin")
+    parser.add_argument("-e", "--evaluate", default="", help="checkpoint file to export")
+    parser.add_argument("--deployment", required=True, help="output .onnx path")
+    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
+    parser.add_argument("--tolerance", type=float, default=PARITY_TOLERANCE,
+                        help="largest accepted |onnxruntime - PyTorch| difference")
+    return parser.parse_args(argv)
+
+
+def metadata(cfg, checkpoint: str) -> dict:
+    """What infer_wild.py needs to run the graph without a config."""
+    return {"maxlen": cfg.maxlen, "rootrel": cfg.rootrel, "version": cfg.version,
+            "dim_in": 2 if cfg.no_conf else 3, "checkpoint": os.path.basename(checkpoint),
+            "input": "pose2d [N,T,17,C]: x_n=2x/w-1, y_n=2y/w-h/w (pixels, image width w, height h), confidence",
+            "output": "pose3d [N,T,17,3]: x_n, y_n as the input, z_n=2z/w"}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = resolve_config(args)
+    checkpoint = args.evaluate or os.path.join(args.checkpoint, "best_epoch.bin")
+    try:
+        model = load_model(cfg, checkpoint)
+    except (FileNotFoundError, CheckpointMismatchError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"loaded {checkpoint}: version {cfg.version}, {count_parameters(model) / 1e6:.2f} M parameters, "
+          f"maxlen {cfg.maxlen}, rootrel {cfg.rootrel}")
+    try:
+        diff = deploy(model, args.deployment, metadata(cfg, checkpoint), args.opset, args.tolerance)
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.deployment} (max |diff| {diff:.3g})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Build models from a resolved config and move weights in and out of them.
+
+Every script builds its model with :func:`build_model` and loads weights with
+:func:`load_weights` (after :func:`extract_state_dict` for a whole checkpoint), so MotionBERT
+checkpoints (``model_pos``, ``module.`` prefixes) and Pose3D checkpoints load the same way.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from lib.model.dstformer import DSTformer, DSTformerConfig
+
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+STATE_DICT_KEYS = ("model_pos", "model", "state_dict")
+
+
+class CheckpointMismatchError(ValueError):
+    """A state_dict does not fit the model (missing/unexpected keys or different shapes)."""
+
+
+def model_config(cfg: Mapping) -> DSTformerConfig:
+    """Map a resolved training config (EasyDict/dict, see lib/utils/config.py) to a DSTformerConfig."""
+    version = int(cfg.get("version", 1))
+    label = cfg.get("joint_label")
+    return DSTformerConfig(
+        dim_in=2 if cfg.get("no_conf", False) else 3, dim_feat=cfg["dim_feat"], dim_rep=cfg["dim_rep"],
+        depth=cfg["depth"], num_heads=cfg["num_heads"], mlp_ratio=cfg["mlp_ratio"],
+        num_joints=cfg.get("num_joints", 17), maxlen=cfg["maxlen"], att_fuse=cfg.get("att_fuse", True),
+        drop_path_rate=cfg.get("drop_path_rate", 0.0), dropout=cfg.get("dropout", 0.0), version=version,
+        hyper_relation_bias=cfg.get("hyper_relation_bias", "uniform"),
+        joint_label=tuple(label[0]) if version == 2 else None)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameter elements (buffers such as ``joint_label`` are not parameters)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def build_model(cfg: Mapping, verbose: bool = True) -> nn.Module:
+    """Build the DSTformer of ``cfg.version`` (1 = MotionBERT, 2 = hypergraph) from a resolved config."""
+    config = model_config(cfg)
+    model = DSTformer(config)
+    if verbose:
+        name = "DSTformer" if config.version == 1 else "HypergraphDSTformer"
+        print(f"Model: {name}, version {config.version}, {count_parameters(model) / 1e6:.2f} M parameters")
+    return model
+
+
+def clean_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Strip DDP (``module.``) and torch.compile (``_orig_mod.``) prefixes from every key."""
+    def clean(key: str) -> str:
+        while key.startswith(WRAPPER_PREFIXES):
+            key = key.split(".", 1)[1]
+        return key
+    return {clean(k): v for k, v in state_dict.items()}
+
+
+def extract_state_dict(obj: Mapping) -> dict[str, torch.Tensor]:
+    """The model state_dict inside a checkpoint (``model_pos``/``model``/``state_dict``) or ``obj`` itself."""
+    for key in STATE_DICT_KEYS:
+        if key in obj and isinstance(obj[key], Mapping):
+            return clean_state_dict(obj[key])
+    if all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return clean_state_dict(obj)
+    raise CheckpointMismatchError(f"no model weights found: expected a state_dict or one of the keys "
+                                  f"{STATE_DICT_KEYS}, got keys {sorted(obj)[:10]}")
+
+
+def state_dict_differences(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """Human-readable list of missing keys, unexpected keys and shape differences."""
+    own = model.state_dict()
+    missing = [f"missing in checkpoint: {k} {tuple(v.shape)}" for k, v in own.items() if k not in state_dict]
+    unexpected = [f"unexpected in checkpoint: {k} {tuple(v.shape)}" for k, v in state_dict.items() if k not in own]
+    shapes = [f"shape differs: {k} model {tuple(own[k].shape)} vs checkpoint {tuple(v.shape)}"
+              for k, v in state_dict.items() if k in own and own[k].shape != v.shape]
+    return missing + unexpected + shapes
+
+
+def shorten(lines: list[str], limit: int = 40) -> list[str]:
+    """At most ``limit`` lines, then a count of the rest."""
+    return lines if len(lines) <= limit else lines[:limit] + [f"... and {len(lines) - limit} more"]
+
+
+def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True) -> nn.Module:
+    """Load ``state_dict`` (prefixes stripped) into ``model``.
+
+    Raises :class:`CheckpointMismatchError` listing every differing key when ``strict``; otherwise
+    loads the keys whose names and shapes match and ignores the rest.
+    """
+    state_dict = clean_state_dict(state_dict)
+    problems = state_dict_differences(model, state_dict)
+    if problems and strict:
+        raise CheckpointMismatchError(
+            f"checkpoint does not fit {type(model).__name__} ({len(problems)} differences; probably a "
+            "checkpoint of another architecture, version or config):\n  " + "\n  ".join(shorten(problems)))
+    own = model.state_dict()
+    model.load_state_dict({k: v for k, v in state_dict.items() if k in own and own[k].shape == v.shape},
+                          strict=False)
+    return model

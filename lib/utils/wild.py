@@ -1,0 +1,129 @@
+"""Lift the normalised 2D keypoints of a whole video to 3D with a fixed-length model.
+
+Coordinates (the training contract, reference A2): ``x_n = 2x/w - 1``, ``y_n = 2y/w - h/w``
+(pixels divided by half the image *width*, origin at the image centre), confidence unchanged;
+the 3D output uses the same units with ``z_n = 2z/w``.
+
+Windowing: a video of ``T <= maxlen`` frames is one clip (edge-padded to the graph's length when
+the model only accepts one length). A longer video is cut into windows of ``maxlen`` frames that
+overlap by ``overlap`` frames (the last window ends on the last frame), and every frame's
+prediction is the mean over the windows that cover it, so no frame is dropped.
+
+Root handling: a static (``rootrel``) model predicts root-relative poses; its root is set to 0.
+A global (``rootrel`` False) model predicts the root's image-plane x, y and its depth relative to
+the first frame *of its window* (reference A8). To keep one depth trajectory over the video (not
+reset per window, reference G2.13), each window's z is shifted by the mean difference of the root
+depth over the frames it shares with the windows before it; finally z is offset so that the root
+depth of frame 0 is 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lib.data.normalize import denormalize_3d
+from lib.data.skeleton import flip
+
+
+class OnnxRunner:
+    """Runs an exported ``.onnx`` (input ``[N, T, 17, C]`` -> output ``[N, T, 17, 3]``) on the CPU."""
+
+    def __init__(self, path: str, threads: int = 0):
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_inputs()[0]
+        self.input_name, self.channels = meta.name, meta.shape[-1]
+        self.fixed_len = meta.shape[1] if isinstance(meta.shape[1], int) else None
+        self.metadata = self.session.get_modelmeta().custom_metadata_map
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x[..., :self.channels])})[0]
+
+
+class TorchRunner:
+    """Runs a PyTorch model in eval mode without gradients (any clip length up to its maxlen)."""
+
+    fixed_len = None
+
+    def __init__(self, model: torch.nn.Module, channels: int = 3):
+        self.model, self.channels = model.eval(), channels
+
+    @torch.inference_mode()
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.model(torch.from_numpy(np.ascontiguousarray(x[..., :self.channels]))).numpy()
+
+
+def window_starts(num_frames: int, maxlen: int, overlap: int) -> list[int]:
+    """First frames of windows of ``maxlen`` covering ``num_frames`` (``> maxlen``), consecutive
+    windows sharing ``overlap`` frames, the last one aligned to the end."""
+    if not 0 <= overlap < maxlen:
+        raise ValueError(f"overlap must be in [0, maxlen={maxlen}), got {overlap}")
+    starts = list(range(0, num_frames - maxlen, maxlen - overlap))
+    return starts + [num_frames - maxlen]
+
+
+def predict(runner, clips: np.ndarray, flip_tta: bool = True, batch_size: int = 8) -> np.ndarray:
+    """Model output ``[N, T, 17, 3]`` for ``clips [N, T, 17, 3]``, averaged with the mirrored
+    prediction of the mirrored input when ``flip_tta``."""
+    out = []
+    for start in range(0, len(clips), batch_size):
+        x = clips[start:start + batch_size].astype(np.float32)
+        pred = runner(x)
+        if flip_tta:
+            pred = (pred + flip(runner(flip(x)))) / 2
+        out.append(pred)
+    return np.concatenate(out)
+
+
+def lift(pose2d: np.ndarray, runner, maxlen: int, rootrel: bool, overlap: int,
+         flip_tta: bool = True, batch_size: int = 8) -> np.ndarray:
+    """Normalised 3D ``[T, 17, 3]`` for normalised 2D ``[T, 17, 3]`` of any length (module doc)."""
+    num_frames = len(pose2d)
+    if num_frames <= maxlen:
+        length = runner.fixed_len or num_frames
+        clip = np.concatenate([pose2d, np.repeat(pose2d[-1:], length - num_frames, axis=0)])
+        pred = predict(runner, clip[None], flip_tta, batch_size)[0, :num_frames]
+    else:
+        if not rootrel and overlap < 1:
+            raise ValueError("a global model needs overlap >= 1 to align the depth of consecutive windows")
+        starts = window_starts(num_frames, maxlen, overlap)
+        clips = np.stack([pose2d[s:s + maxlen] for s in starts])
+        pred = stitch(predict(runner, clips, flip_tta, batch_size), starts, num_frames, align_depth=not rootrel)
+    return finish_root(pred, rootrel)
+
+
+def stitch(preds: np.ndarray, starts: list[int], num_frames: int, align_depth: bool) -> np.ndarray:
+    """Average overlapping window predictions ``[W, L, 17, 3]`` into ``[num_frames, 17, 3]``;
+    ``align_depth`` first shifts each window's z to agree on the root depth of shared frames."""
+    total = np.zeros((num_frames,) + preds.shape[2:], np.float64)
+    count = np.zeros(num_frames)
+    for start, pred in zip(starts, preds.astype(np.float64)):
+        frames = slice(start, start + len(pred))
+        shared = count[frames] > 0
+        if align_depth and shared.any():
+            stitched_root = total[frames][shared, 0, 2] / count[frames][shared]
+            pred[..., 2] += (stitched_root - pred[shared, 0, 2]).mean()
+        total[frames] += pred
+        count[frames] += 1
+    return (total / count[:, None, None]).astype(np.float32)
+
+
+def finish_root(pred: np.ndarray, rootrel: bool) -> np.ndarray:
+    """Static model: root at the origin. Global model: root depth 0 at frame 0 (reference F2)."""
+    pred = pred.copy()
+    if rootrel:
+        pred[:, 0, :] = 0
+    else:
+        pred[..., 2] -= pred[0, 0, 2]
+    return pred
+
+
+def to_pixels(pose3d: np.ndarray, width: float, height: float, rootrel: bool) -> np.ndarray:
+    """Normalised 3D -> pixels (z in the same pixel scale). A global model's x, y land on the image
+    (inverse of reference A2); a static model's root-relative pose is only scaled by ``w / 2``."""
+    if rootrel:
+        return (pose3d * (width / 2)).astype(np.float32)
+    return denormalize_3d(pose3d, width, height)

@@ -1,0 +1,236 @@
+"""lib/data/synthetic.py and tools/make_synthetic_h36m.py: schema, geometry, noise, determinism."""
+import pickle
+import re
+
+import numpy as np
+import pytest
+
+from lib.data import camera as cam
+from lib.data import synthetic as syn
+from lib.data.skeleton import LIMBS
+
+SOURCE_RE = re.compile(r'^s_(\d\d)_act_(\d\d)_subact_(0[12])_ca_(0[1-4])$')
+
+
+@pytest.fixture(scope='module')
+def data():
+    """The full 'tiny' data set (128 frames per video) with the debug arrays."""
+    return syn.make_synthetic_h36m(seed=0, size='tiny', debug=True)
+
+
+@pytest.fixture(scope='module')
+def long_videos():
+    """One S9 sequence per action, camera 1, 600 frames (12 s), with the debug arrays."""
+    return syn.make_synthetic_h36m(seed=0, frames_per_video=600, subjects=[9], cameras=[1],
+                                   debug=True)['test']
+
+
+def _runs(names):
+    """(start, stop) of each run of equal consecutive entries."""
+    names = np.asarray(names)
+    starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
+    return list(zip(starts, np.r_[starts[1:], len(names)]))
+
+
+def test_schema_dtypes_and_shapes(data):
+    assert set(data) == {'train', 'test'}
+    common = {'joint_2d', 'confidence', 'joint3d_image', 'camera_name', 'source', 'action'}
+    assert set(data['train']) == common | {'joint3d_camera', 'joint3d_world'}
+    assert set(data['test']) == common | {'joints_2.5d_image', '2.5d_factor', 'joint3d_camera',
+                                          'joint3d_world'}
+    for split in data.values():
+        n = len(split['source'])
+        shapes = {'joint_2d': (n, 17, 2), 'confidence': (n, 17, 1), 'joint3d_image': (n, 17, 3),
+                  'joints_2.5d_image': (n, 17, 3), '2.5d_factor': (n,)}
+        for key, shape in shapes.items():
+            if key in split:
+                assert split[key].dtype == np.float32 and split[key].shape == shape, key
+        for key in ('camera_name', 'source', 'action'):
+            assert len(split[key]) == n and all(isinstance(s, str) for s in split[key][::97])
+    assert len(data['train']['source']) == 5 * 15 * 2 * 4 * 128
+    assert len(data['test']['source']) == 2 * 15 * 2 * 4 * 128
+
+
+def test_source_ids_subjects_actions_and_cameras(data):
+    for split, subjects in (('train', {1, 5, 6, 7, 8}), ('test', {9, 11})):
+        d = data[split]
+        runs = _runs(d['source'])
+        assert len(runs) == len(subjects) * 15 * 2 * 4 and len(set(d['source'])) == len(runs)
+        seen_subjects, seen_actions = set(), set()
+        for start, stop in runs:
+            source = d['source'][start]
+            subj, act, _, ca = map(int, SOURCE_RE.match(source).groups())
+            assert source[-6:] == f'_ca_{ca:02d}'
+            assert re.fullmatch(r's_\d\d_act_\d\d_subact_\d\d', source[:-6])
+            assert set(d['camera_name'][start:stop]) == {cam.CAMERA_IDS[ca - 1]}
+            assert set(d['action'][start:stop]) == {syn.ACTIONS[act]}
+            seen_subjects.add(subj)
+            seen_actions.add(d['action'][start])
+        assert seen_subjects == subjects
+        assert seen_actions == set(syn.ACTIONS.values()) and len(seen_actions) == 15
+    assert syn.ACTIONS[2] == 'Directions' and syn.ACTIONS[16] == 'WalkTogether'
+
+
+def test_write_is_deterministic_and_seed_dependent(tmp_path):
+    kwargs = dict(frames_per_video=40, subjects=[9], actions=['Walking', 5], cameras=[1, '60457274'])
+    paths = [tmp_path / f'{i}.pkl' for i in range(3)]
+    for path, seed in zip(paths, (3, 3, 4)):
+        summary = syn.write_synthetic_h36m(str(path), seed=seed, **kwargs)
+        assert summary['frames'] == {'train': 0, 'test': 2 * 2 * 2 * 40}
+        assert summary['bytes'] == path.stat().st_size
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert paths[0].read_bytes() != paths[2].read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['0.pkl', '1.pkl', '2.pkl']  # no temp left
+    with open(paths[0], 'rb') as f:
+        loaded = pickle.load(f)
+    assert loaded['train']['joint_2d'].shape == (0, 17, 2) and len(loaded['train']['source']) == 0
+    assert loaded['test']['source'][0] == 's_09_act_05_subact_01_ca_01'
+
+
+def test_a_video_does_not_depend_on_the_rest_of_the_selection(data):
+    part = syn.make_synthetic_h36m(seed=0, size='tiny', subjects=['S11'], actions=['Sitting'],
+                                   cameras=[3])['test']
+    full = data['test']
+    idx = np.flatnonzero(np.isin(full['source'], list(set(part['source']))))
+    assert len(idx) == 2 * 128
+    for key in ('joint_2d', 'confidence', 'joint3d_image', 'joints_2.5d_image', '2.5d_factor'):
+        np.testing.assert_array_equal(part[key], full[key][idx])
+
+
+def test_bone_lengths_constant_in_time_and_h36m_like(data):
+    d = data['train']
+    x = d['joint3d_camera'].astype(np.float64)
+    bones = np.stack([np.linalg.norm(x[:, c] - x[:, p], axis=-1) for p, c in LIMBS], 1)
+    subjects = np.array([int(s[2:4]) for s in d['source']])
+    means = []
+    for subject in syn.TRAIN_SUBJECTS:
+        b = bones[subjects == subject]
+        assert np.abs(b - b.mean(0)).max() < 0.05  # mm, float32 rounding only
+        means.append(b.mean(0))
+    means = np.array(means)
+    assert np.ptp(means, axis=0).max() > 5  # subjects differ
+    thigh, shin, forearm = means[:, 1], means[:, 2], means[:, 15]
+    assert np.all(np.abs(thigh / 450 - 1) < 0.12) and np.all(np.abs(shin / 440 - 1) < 0.12)
+    assert np.all(np.abs(forearm / 250 - 1) < 0.12)
+
+
+def test_image_space_and_2_5d_conventions(data):
+    d = data['test']
+    img, mm, factor = d['joint3d_image'], d['joints_2.5d_image'], d['2.5d_factor']
+    x_cam = d['joint3d_camera'].astype(np.float64)
+    np.testing.assert_allclose(img[:, 0, 2], 0, atol=1e-3)  # z is root-relative
+    np.testing.assert_allclose(mm, img * factor[:, None, None], rtol=1e-5, atol=1e-3)
+    f = np.array([cam.focal_length(c) for c in d['camera_name'][::128]]).repeat(128)
+    np.testing.assert_allclose(factor, x_cam[:, 0, 2] / f, rtol=1e-5)
+    for start in range(0, len(f), 128 * 31):  # pixels = projection of the camera-space pose
+        c = d['camera_name'][start]
+        np.testing.assert_allclose(img[start, :, :2], cam.camera_to_pixel(x_cam[start], c), atol=1e-3)
+    rel_mm = mm - mm[:, :1]
+    rel_cam = x_cam - x_cam[:, :1]
+    # Exact: x_2.5d - x_2.5d_root = X_j * Z_root / Z_j - X_root (weak perspective at the root).
+    expected = x_cam[..., :2] * x_cam[:, :1, 2:] / x_cam[..., 2:] - x_cam[:, :1, :2]
+    np.testing.assert_allclose(rel_mm[..., :2], expected, atol=2.0)
+    np.testing.assert_allclose(rel_mm[..., 2], rel_cam[..., 2], atol=0.1)
+    # So it approximates the camera-space pose up to perspective, which grows with the root's
+    # distance from the optical axis (H36M cameras look down: the pelvis is ~0.4-1 m off-axis).
+    error = np.linalg.norm(rel_mm - rel_cam, axis=-1).mean(axis=1)
+    assert error.mean() < 30.0, f"2.5D pose differs from the camera-space pose by {error.mean():.1f} mm"
+    near_axis = np.linalg.norm(x_cam[:, 0, :2], axis=-1) < 400
+    assert near_axis.sum() > 100 and error[near_axis].mean() < 20.0
+
+
+def test_detector_error_statistics(data):
+    d = data['train']
+    error = np.linalg.norm(d['joint_2d'] - d['joint3d_image'][..., :2], axis=-1)
+    conf = d['confidence'][..., 0]
+    assert 2.0 < np.median(error) < 6.0  # pixels; the real detector's Gaussian part is ~3 px std
+    assert 0.003 < np.mean(error > 15) < 0.05  # occasional outliers
+    assert conf.min() >= 0 and conf.max() <= 1 and 0.6 < conf.mean() < 0.9
+    assert np.corrcoef(error.ravel(), conf.ravel())[0, 1] < -0.3
+    assert conf[error > 12].mean() < conf[error < 4].mean() - 0.2
+
+
+def test_confidence_never_rises_with_error():
+    dis = np.linspace(0, 0.5, 501)
+    clamped = np.minimum(dis, syn._CONF_DIS_MAX)
+    curve = syn._CONF_A / (clamped + syn._CONF_A) + syn._CONF_B * clamped
+    assert np.all(np.diff(curve) <= 1e-12)
+
+
+def test_error_is_smooth_in_time():
+    offset, _ = syn.detector_noise(np.random.default_rng(0), 500, 1000)
+    step = np.abs(np.diff(offset, axis=0))
+    assert np.median(step) < 1.5  # pixels per frame: slowly varying error plus ~1 px jitter
+    assert np.abs(offset).max() < 0.05 * 500
+
+
+def test_people_stay_in_view(data):
+    for d in data.values():
+        w, h = cam.resolutions(d['camera_name'])
+        xy = d['joint3d_image'][..., :2]
+        inside = ((xy >= 0) & (xy < np.stack([w, h], -1)[:, None])).all(axis=(1, 2))
+        assert inside.mean() > 0.95
+        assert np.linalg.norm(d['joint3d_world'][:, 0, :2], axis=-1).max() < 2200
+
+
+def test_motion_is_smooth_and_on_the_floor(long_videos):
+    world = long_videos['joint3d_world'].astype(np.float64)
+    frames = np.array(long_videos['source'])
+    same_video = frames[1:] == frames[:-1]
+    speed = np.linalg.norm(np.diff(world, axis=0), axis=-1)[same_video]  # mm per frame (50 Hz)
+    assert speed.max() < 150  # no jumps: under 7.5 m/s for every joint
+    assert np.percentile(speed, 99.9) < 110
+    feet = world[:, [3, 6], 2].min(axis=1)
+    np.testing.assert_allclose(feet, syn.ANKLE_HEIGHT_MM, atol=0.5)
+    assert np.all(world[..., 2].max(axis=1) > world[:, 0, 2] + 400)  # head above the pelvis
+
+
+def test_walking_moves_and_sitting_lowers_the_pelvis(long_videos):
+    actions = np.array(long_videos['action'])
+    root = long_videos['joint3d_world'][:, 0].astype(np.float64)
+    for walk in ('Walking', 'WalkTogether', 'WalkDog'):
+        path = root[actions == walk]
+        assert np.linalg.norm(np.diff(path[:, :2], axis=0), axis=-1).sum() > 4000  # > 4 m in 12 s
+        heading = np.diff(path[::25, :2], axis=0)
+        turn = np.abs(np.angle(np.exp(1j * np.diff(np.arctan2(heading[:, 1], heading[:, 0])))))
+        assert turn.sum() > np.pi / 2  # the path turns
+    for still in ('Posing', 'Waiting', 'Eating'):
+        assert root[actions == still, 2].min() > 850
+    for sit in ('Sitting', 'SittingDown'):
+        height = root[actions == sit, 2]
+        assert height.max() > 900 and height.min() < 650  # stands and sits
+
+
+def test_actions_differ(long_videos):
+    actions = np.array(long_videos['action'])
+    x = long_videos['joint3d_world'].astype(np.float64)
+    wrist_to_nose = {a: np.linalg.norm(x[actions == a, 16] - x[actions == a, 9], axis=-1).min()
+                     for a in ('Eating', 'Smoking', 'Phoning', 'Walking')}
+    assert max(wrist_to_nose['Eating'], wrist_to_nose['Smoking'], wrist_to_nose['Phoning']) < 250
+    assert wrist_to_nose['Walking'] > 400
+    wave = x[actions == 'Greeting']
+    assert (wave[:, 16, 2] > wave[:, 10, 2] - 150).any()  # the waving hand goes up to the head
+
+
+def test_sizes_and_lengths():
+    assert syn.SIZES['tiny'] < syn.SIZES['small'] < syn.SIZES['default']
+    lengths = [syn._frames(0, 'default', None, (s, a, 1)) for s in (1, 9) for a in syn.ACTIONS]
+    assert 0.85 * 600 <= min(lengths) < max(lengths) <= 1.15 * 600
+    assert syn._frames(0, 'default', 77, (1, 2, 1)) == 77
+    with pytest.raises(ValueError, match='at least 2'):
+        syn._frames(0, 'tiny', 1, (1, 2, 1))
+    with pytest.raises(ValueError, match='unknown size'):
+        syn.make_synthetic_h36m(size='huge', subjects=[1], actions=[2], cameras=[1])
+    with pytest.raises(ValueError):
+        syn.make_synthetic_h36m(size='tiny', subjects=['S2'])
+
+
+def test_command_line_tool(tmp_path, capsys):
+    from tools.make_synthetic_h36m import main
+    out = tmp_path / 'sub' / 'h36m.pkl'
+    main(['--out', str(out), '--seed', '2', '--size', 'tiny', '--frames_per_video', '12'])
+    printed = capsys.readouterr().out
+    assert 'train 7,200 frames' in printed and 'test 2,880 frames' in printed and 'MiB' in printed
+    with open(out, 'rb') as f:
+        loaded = pickle.load(f)
+    assert loaded['test']['joints_2.5d_image'].shape == (2880, 17, 3)

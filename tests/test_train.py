@@ -1,0 +1,193 @@
+"""Training and evaluation end to end on tiny synthetic H36M-format data."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import evaluate
+import train
+from lib.data.skeleton import flip
+from lib.utils.checkpoint import load_checkpoint
+from lib.utils.config import ConfigError, load_config
+from lib.utils.evaluation import Evaluator, prepare_target
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TINY = {
+    "epochs": 2, "batch_size": 16, "learning_rate": 2e-3, "checkpoint_frequency": 1,
+    "maxlen": 9, "dim_feat": 16, "dim_rep": 32, "depth": 1, "num_heads": 2, "mlp_ratio": 2,
+    "clip_len": 9, "data_stride": 9, "sample_stride": 2, "num_workers": 0,
+    "max_iters_per_epoch": 6, "synthetic_data": "tiny", "eval_full_coverage": True,
+}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Tiny synthetic source + clips, made once through the quick-start code path."""
+    root = tmp_path_factory.mktemp("data")
+    cfg_path = write_config(root, {})
+    train.main(["--config", cfg_path, "--checkpoint", str(root / "warmup"), "--set", "epochs=1",
+                "--set", "max_iters_per_epoch=1", "--set", "no_eval=true"])
+    return root
+
+
+def write_config(root, extra: dict, name="tiny.yaml") -> str:
+    cfg = dict(TINY, dt_root=str(root / "src"), data_root=str(root), subset_list=["clips"], **extra)
+    path = root / name
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def run_train(data_dir, ckpt, *extra):
+    cfg = write_config(data_dir, {})
+    return train.main(["--config", cfg, "--checkpoint", str(ckpt), *extra])
+
+
+def test_quickstart_path_made_source_and_clips(data_dir):
+    assert (data_dir / "src" / "h36m_sh_conf_cam_source_final.pkl").is_file()
+    assert len(os.listdir(data_dir / "clips" / "train")) > 10
+    assert (data_dir / "warmup" / "config.yaml").is_file()
+
+
+def test_two_epochs_lower_the_loss_and_write_checkpoints(data_dir, tmp_path):
+    from lib.utils.training import Trainer
+    cfg = load_config(write_config(data_dir, {}))
+    trainer = Trainer(cfg, str(tmp_path / "run"), seed=0)
+    trainer.setup()
+    results = trainer.fit()
+    losses = [h["total"] for h in trainer.history]
+    assert losses[1] < losses[0]
+    for name in ("latest_epoch.bin", "best_epoch.bin", "epoch_0.bin", "epoch_1.bin", "config.yaml",
+                 "best_epoch_results.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert os.listdir(tmp_path / "run" / "logs")
+    state = torch.load(tmp_path / "run" / "latest_epoch.bin", weights_only=True)
+    assert state["epoch"] == 2 and not any(k.startswith("module.") for k in state["model_pos"])
+    assert results["protocol"]["frames_scored"] < results["full_coverage"]["frames_scored"]
+    assert results["full_coverage"]["frames_scored"] == results["full_coverage"]["frames_total"]
+
+
+def test_resume_gives_identical_weights(data_dir, tmp_path):
+    common = ["--set", "drop_path_rate=0.1", "--set", "no_eval=true"]
+    run_train(data_dir, tmp_path / "straight", *common, "--set", "epochs=3")
+    run_train(data_dir, tmp_path / "stopped", *common, "--set", "epochs=1")
+    run_train(data_dir, tmp_path / "stopped", *common, "--set", "epochs=3")   # auto-resume
+    a = load_checkpoint(str(tmp_path / "straight" / "latest_epoch.bin"))["model_pos"]
+    b = load_checkpoint(str(tmp_path / "stopped" / "latest_epoch.bin"))["model_pos"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class Oracle(torch.nn.Module):
+    """Returns the (optionally scaled) ground truth of the test clip it recognises, mirrored
+    when it is given the mirrored input (flip test-time augmentation)."""
+
+    def __init__(self, inputs, targets, scale=1.0):
+        super().__init__()
+        keys = torch.from_numpy(inputs)
+        self.keys = keys.flatten(1)
+        self.keys_flipped = flip(keys).flatten(1)
+        self.targets = torch.from_numpy(targets) * scale
+
+    def forward(self, x):
+        row = x.flatten(1)
+        direct = torch.cdist(row, self.keys).min(1)
+        mirrored = torch.cdist(row, self.keys_flipped).min(1)
+        use_flip = (mirrored.values < direct.values)[:, None, None, None]
+        return torch.where(use_flip, flip(self.targets[mirrored.indices]), self.targets[direct.indices])
+
+
+def oracle_for(evaluator, rootrel, scale=1.0):
+    inputs, targets = [], []
+    for part in evaluator.parts:
+        idx = part["idx"]
+        label = torch.from_numpy(part["reader"].read_3d("test")[idx])
+        inputs.append(part["inputs"])
+        targets.append(prepare_target(label, rootrel).numpy())
+    return Oracle(np.concatenate(inputs), np.concatenate(targets), scale)
+
+
+@pytest.mark.parametrize("rootrel", [True, False])
+def test_evaluator_scores_ground_truth_as_zero(data_dir, rootrel):
+    cfg = load_config(write_config(data_dir, {"rootrel": rootrel}))
+    evaluator = Evaluator(cfg)
+    res = evaluator.run(oracle_for(evaluator, rootrel))
+    for name in ("protocol", "full_coverage"):
+        assert res[name]["p1"] < 0.05 and res[name]["p2"] < 0.05
+    assert len(res["protocol"]["per_action"]) == 15
+
+
+def test_evaluator_scores_a_known_perturbation(data_dir):
+    """Scaling the root-relative prediction by 1.1 costs exactly 10% of the mean joint-to-root
+    distance in P1 and nothing in P2 (P-MPJPE removes scale)."""
+    cfg = load_config(write_config(data_dir, {}))
+    evaluator = Evaluator(cfg)
+    res = evaluator.run(oracle_for(evaluator, True, scale=1.1))["full_coverage"]
+    meta = evaluator.meta
+    from lib.utils.metrics import frame_is_blocked
+    keep = ~frame_is_blocked(meta.sources)
+    dist = np.linalg.norm(meta.gt_mm - meta.gt_mm[:, :1], axis=-1).mean(-1)
+    expected = np.mean([0.1 * dist[keep & (meta.actions == a)].mean() for a in np.unique(meta.actions)])
+    assert res["p1"] == pytest.approx(expected, rel=2e-3)
+    assert res["p2"] < 0.05
+
+
+def test_evaluate_cli_writes_table_json(data_dir, tmp_path, capsys):
+    run_train(data_dir, tmp_path / "run", "--set", "epochs=1", "--set", "no_eval=true")
+    ckpt = tmp_path / "run" / "latest_epoch.bin"
+    res = evaluate.main(["--config", write_config(data_dir, {}), "--evaluate", str(ckpt)])
+    assert (tmp_path / "run" / "latest_epoch_eval.json").is_file()
+    assert "Walking" in capsys.readouterr().out
+    assert np.isfinite(res["protocol"]["p1"])
+
+
+def test_missing_data_names_path_and_command(tmp_path):
+    cfg = write_config(tmp_path, {"synthetic_data": None})
+    with pytest.raises(SystemExit) as err:
+        train.main(["--config", cfg, "--checkpoint", str(tmp_path / "run")])
+    assert "h36m_sh_conf_cam_source_final.pkl" in str(err.value) and "make_synthetic_h36m.py" in str(err.value)
+
+
+def test_config_typo_names_key_and_file(tmp_path):
+    cfg = tmp_path / "typo.yaml"
+    cfg.write_text("learning_rat: 0.1\n")
+    with pytest.raises(ConfigError, match=r"learning_rat.*typo.yaml.*learning_rate"):
+        load_config(str(cfg))
+    with pytest.raises(SystemExit, match="epohcs"):
+        train.main(["--config", write_config(tmp_path, {}), "--set", "epohcs=3"])
+
+
+def test_checkpoint_of_other_architecture_is_named(data_dir, tmp_path):
+    run_train(data_dir, tmp_path / "run", "--set", "epochs=1", "--set", "no_eval=true")
+    ckpt = str(tmp_path / "run" / "latest_epoch.bin")
+    with pytest.raises(SystemExit) as err:
+        evaluate.main(["--config", write_config(data_dir, {}), "--evaluate", ckpt, "--set", "dim_feat=32"])
+    assert "joints_embed.weight" in str(err.value)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
+    run_train(data_dir, tmp_path / "run", "--set", "epochs=1", "--set", "no_eval=true")
+    latest = tmp_path / "run" / "latest_epoch.bin"
+    before = latest.read_bytes()
+    with pytest.raises(SystemExit) as err:
+        run_train(data_dir, tmp_path / "run", "--set", "epochs=2", "--set", "no_eval=true",
+                  "--set", "learning_rate=1e30")
+    assert "loss is" in str(err.value) and "latest_epoch.bin" in str(err.value)
+    assert latest.read_bytes() == before
+
+
+def test_ddp_two_gloo_processes(data_dir, tmp_path):
+    cfg = write_config(data_dir, {})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+           os.path.join(ROOT, "train.py"), "--config", cfg, "--checkpoint", str(tmp_path / "ddp"),
+           "--set", "epochs=1", "--set", "max_iters_per_epoch=2"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = load_checkpoint(str(tmp_path / "ddp" / "latest_epoch.bin"))
+    assert not any(k.startswith("module.") for k in state["model_pos"])
+    assert proc.stdout.count("[1/1]") == 1          # only rank 0 logs
