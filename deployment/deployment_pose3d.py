@@ -6,7 +6,8 @@
         --evaluate checkpoint/pose3d/h36m/best_epoch.bin --deployment checkpoint/pose3d/h36m/pose3d.onnx
 
 The graph maps ``pose2d [N, T, 17, 3]`` to ``pose3d [N, T, 17, 3]`` (dynamic N, dynamic T up to
-the config's maxlen; see docs/inference.md). The file is checked with ``onnx.checker``, run with
+the config's maxlen; see docs/inference.md). Attention runs in onnxruntime's fused
+MultiHeadAttention kernel; ``--portable`` keeps to standard ONNX ops. The file is checked with ``onnx.checker``, run with
 onnxruntime on realistic clips and compared with PyTorch; it is written (atomically) only when
 the largest difference is at most 1e-4, otherwise the script exits with status 1.
 """
@@ -27,6 +28,8 @@ def parse_args(argv=None):
     parser.add_argument("-e", "--evaluate", default="", help="checkpoint file to export")
     parser.add_argument("--deployment", required=True, help="output .onnx path")
     parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
+    parser.add_argument("--portable", action="store_true",
+                        help="standard ONNX ops only (attention decomposed) instead of onnxruntime's fused kernel")
     parser.add_argument("--tolerance", type=float, default=PARITY_TOLERANCE,
                         help="largest accepted |onnxruntime - PyTorch| difference")
     return parser.parse_args(argv)
@@ -52,7 +55,8 @@ def main(argv=None) -> int:
     print(f"loaded {checkpoint}: version {cfg.version}, {count_parameters(model) / 1e6:.2f} M parameters, "
           f"maxlen {cfg.maxlen}, rootrel {cfg.rootrel}")
     try:
-        diff = deploy(model, args.deployment, metadata(cfg, checkpoint), args.opset, args.tolerance)
+        diff = deploy(model, args.deployment, metadata(cfg, checkpoint), args.opset, args.tolerance,
+                      fused_attention=not args.portable)
     except RuntimeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

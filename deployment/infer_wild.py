@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib.data.keypoints import FORMATS, guess_format, to_h36m  # noqa: E402
 from lib.data.normalize import normalize_2d  # noqa: E402
-from lib.data.wild import load_track  # noqa: E402
+from lib.data.keypoint_files import load_track  # noqa: E402
 from lib.utils.cli import base_parser, resolve_config  # noqa: E402
 from lib.utils.deploy import load_model  # noqa: E402
 from lib.utils.wild import OnnxRunner, TorchRunner, lift, to_pixels  # noqa: E402
@@ -33,7 +33,7 @@ class InputError(ValueError):
 
 def parse_args(argv=None):
     parser = base_parser(__doc__)
-    next(a for a in parser._actions if a.dest == "config").required = False
+    next(a for a in parser._actions if a.dest == "config").required = False   # an .onnx needs none
     parser.add_argument("-i", "--input", required=True, help="2D keypoints: .json, .npy or .npz (pixels)")
     parser.add_argument("--format", choices=("auto",) + FORMATS, default="auto",
                         help="keypoint format; auto: 26 joints = halpe, 17 = coco (name h36m explicitly)")
@@ -63,8 +63,8 @@ def image_size(args, stored) -> tuple[float, float]:
                      "come from); the input file has no 'width'/'height'")
 
 
-def read_pose2d(args) -> tuple[np.ndarray, tuple, np.ndarray]:
-    """H36M-17 normalised 2D ``[T, 17, 3]``, the image size and the filled-frame mask."""
+def read_pose2d(args) -> tuple[np.ndarray, tuple]:
+    """H36M-17 normalised 2D ``[T, 17, 3]`` and the image size ``(width, height)``."""
     track = load_track(args.input, args.focus, args.num_frames)
     fmt = guess_format(track.keypoints.shape[1]) if args.format == "auto" else args.format
     width, height = image_size(args, track.size)
@@ -73,7 +73,7 @@ def read_pose2d(args) -> tuple[np.ndarray, tuple, np.ndarray]:
     pose = to_h36m(track.keypoints, fmt)
     print(f"{args.input}: {len(pose)} frames of {fmt} keypoints, image {width:g} x {height:g}, "
           f"{int(track.filled.sum())} frames without a detection filled")
-    return normalize_2d(pose, width, height), (width, height), track.filled
+    return normalize_2d(pose, width, height), (width, height)
 
 
 def make_runner(args):
@@ -104,7 +104,7 @@ def save_npy(path: str, array: np.ndarray) -> None:
 
 
 def run(args) -> str:
-    pose2d, (width, height), _ = read_pose2d(args)
+    pose2d, (width, height) = read_pose2d(args)
     runner, maxlen, rootrel = make_runner(args)
     overlap = maxlen // 3 if args.overlap is None else args.overlap
     pose3d = lift(pose2d, runner, maxlen, rootrel, overlap, flip_tta=not args.no_flip)

@@ -3,6 +3,7 @@ import os
 import sys
 
 import numpy as np
+import onnx
 import pytest
 import torch
 import yaml
@@ -40,15 +41,18 @@ def tiny_checkpoint(folder, version=1, rootrel=True, **model):
     return flags + ["--evaluate", str(ckpt)], model.eval()
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_export_parity_dynamic_batch_and_frames(version, tmp_path, capsys):
+@pytest.mark.parametrize("version, portable", [(1, False), (2, False), (2, True)])
+def test_export_parity_dynamic_batch_and_frames(version, portable, tmp_path, capsys):
     flags, model = tiny_checkpoint(tmp_path, version)
     out = tmp_path / "tiny.onnx"
+    flags += ["--portable"] if portable else []
     assert deployment_pose3d.main(flags + ["--checkpoint", str(tmp_path), "--deployment", str(out)]) == 0
     assert "max |diff|" in capsys.readouterr().out
     session = ort.InferenceSession(str(out))
     assert [i.name for i in session.get_inputs()] == ["pose2d"]
     assert [o.name for o in session.get_outputs()] == ["pose3d"]
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert ("MultiHeadAttention" in ops) != portable     # onnxruntime's fused kernel unless --portable
     meta = session.get_modelmeta().custom_metadata_map
     assert meta["maxlen"] == "16" and meta["rootrel"] == "True" and meta["version"] == str(version)
     for batch, frames in [(1, 16), (4, 16), (2, 7), (1, 1)]:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lib.data.keypoints import conversion_matrix, guess_format, to_h36m
-from lib.data.wild import KeypointFileError, fill_gaps, load_track
+from lib.data.keypoint_files import KeypointFileError, fill_gaps, load_track
 
 
 def numbered(num_joints, frames=2):

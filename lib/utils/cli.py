@@ -29,6 +29,13 @@ def add_training_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("-e", "--evaluate", default="", help="checkpoint file to evaluate (no training)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
     p.add_argument("--gt_2d", action="store_true", help="evaluate with ground-truth 2D input")
+    p.add_argument("-p", "--pretrained", default=None, metavar="PATH",
+                   help="fine-tune: initialise the weights from this checkpoint (MotionBERT or Pose3D; a "
+                        "folder means its latest_epoch.bin); a resume (-r or latest_epoch.bin) wins over it")
+    p.add_argument("--backbone_lr_mult", type=float, default=None,
+                   help="fine-tune: lr of the pretrained parameters = learning_rate x this (new ones: x 1)")
+    p.add_argument("--freeze_backbone_epochs", type=int, default=None,
+                   help="fine-tune: keep the pretrained parameters fixed for the first N epochs")
     return p
 
 
@@ -49,4 +56,10 @@ def _resolve(args: argparse.Namespace, distill_cfg: str | None):
         overrides["bf16"] = True
     if getattr(args, "gt_2d", False):
         overrides["gt_2d"] = True
-    return load_config(args.config, args.hyper_cfg, distill_cfg, overrides)
+    for key in ("pretrained", "backbone_lr_mult", "freeze_backbone_epochs"):
+        overrides[key] = getattr(args, key, None)
+    cfg = load_config(args.config, args.hyper_cfg, distill_cfg, overrides)
+    if cfg.finetune and not cfg.pretrained and not getattr(args, "evaluate", ""):
+        raise ConfigError(f"{args.config} fine-tunes (finetune: true): pass the pretrained checkpoint "
+                          "with --pretrained PATH")
+    return cfg

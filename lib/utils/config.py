@@ -30,6 +30,11 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "eval_full_coverage": True,   # also score every test frame (all tds offsets, video tails)
     "finetune": False, "partial_train": None, "num_workers": 2, "bf16": False,
     "compile": False, "max_iters_per_epoch": 0,
+    # fine-tuning (docs/train.md "Finetune"; lib/model/pretrained.py). finetune: true needs pretrained.
+    "pretrained": None,           # checkpoint file (or run folder -> latest_epoch.bin): weights only
+    "backbone_lr_mult": 1.0,      # lr of the pretrained parameters = learning_rate x this
+    "freeze_backbone_epochs": 0,  # pretrained parameters get lr 0 for the first N epochs
+    "temp_embed_resize": "auto",  # other clip length: 'auto' (truncate / interpolate) or 'interpolate'
     # data
     "data_root": "data/motion3d/", "subset_list": ["H36M-SH"],
     "dt_root": "data/motion3d/", "dt_file": "h36m_sh_conf_cam_source_final.pkl",
@@ -49,15 +54,19 @@ HYPER_DEFAULTS: dict[str, Any] = {
     "hyper_multi_merge_mode": "none", "dataset": "h36m", "joint_label": None,
 }
 
-# Keys of a --distill_cfg file (reference D); stored under cfg.distill.
+# Keys of a --distill_cfg file (reference D); stored under cfg.distill. docs/distillation.md
+# explains each (the weights were measured there). No layer pairs and no generation by default,
+# so train.py/evaluate.py configs (which never pass a distill file) validate whatever their depth.
 DISTILL_DEFAULTS: dict[str, Any] = {
-    "teacher_ckpt": None, "student_ckpt": None, "distiller_ckpt": None,
-    "middle_ids_t": [0, 1, 2, 3, 4], "middle_ids_s": [0, 1, 2, 3, 4],
-    "common_kd_alpha": 0.0, "middle_kd_alpha": 1.0,
+    "teacher_ckpt": None,          # null: checkpoint/pose3d/h36m[_global]/best_epoch.bin by rootrel
+    "student_ckpt": None,          # initial student weights (any checkpoint with model_pos)
+    "distiller_ckpt": None,        # initial distiller weights (a distillation checkpoint's extra)
+    "middle_ids_t": [], "middle_ids_s": [],   # paired teacher/student layer indices
+    "common_kd_alpha": 0.5,        # output-level term: MPJPE(student pose, teacher pose)
+    "middle_kd_alpha": 0.5,        # feature terms (mean normalised MSE over the mimicked pairs)
     "t_dep": None, "s_dep": None, "t_cs": None, "s_cs": None, "t_f": None, "s_f": None,
     "generation": False, "generation_tds": 2, "generation_alpha": 1.0,
 }
-
 
 class ConfigError(ValueError):
     """A configuration file or value is wrong; the message says which key and file."""
@@ -141,6 +150,57 @@ def validate(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(f"clip_len ({cfg['clip_len']}) exceeds the model's maxlen ({cfg['maxlen']})")
     if cfg["dim_feat"] % cfg["num_heads"]:
         raise ConfigError(f"dim_feat ({cfg['dim_feat']}) must be divisible by num_heads ({cfg['num_heads']})")
+    validate_distill(cfg["distill"], cfg)
+
+
+# Student sizes that a distill file may state: distill key -> training config key.
+STUDENT_SIZE_KEYS = {"s_dep": "depth", "s_cs": "dim_feat", "s_f": "maxlen"}
+
+
+def validate_distill(distill: Mapping[str, Any], cfg: Mapping[str, Any]) -> None:
+    """Check the ``--distill_cfg`` section against itself and the student config.
+
+    The teacher-dependent checks (``t_dep``/``t_cs``/``t_f``, teacher layer ids, rootrel) need
+    the teacher checkpoint and live in ``lib.utils.distill``.
+    """
+    ids_t, ids_s = distill["middle_ids_t"], distill["middle_ids_s"]
+    for key in ("middle_ids_t", "middle_ids_s"):
+        ids = distill[key]
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+            raise ConfigError(f"distill {key} must be a list of layer indices (integers >= 0), got {ids!r}")
+    if len(ids_t) != len(ids_s):
+        raise ConfigError(f"distill middle_ids_t {ids_t} and middle_ids_s {ids_s} must pair up (same length)")
+    bad = [i for i in ids_s if i >= cfg["depth"]]
+    if bad:
+        raise ConfigError(f"distill middle_ids_s {ids_s}: layer(s) {bad} do not exist in a student of depth {cfg['depth']}")
+    for key in ("common_kd_alpha", "middle_kd_alpha", "generation_alpha"):
+        if not isinstance(distill[key], (int, float)) or isinstance(distill[key], bool) or distill[key] < 0:
+            raise ConfigError(f"distill {key} must be a number >= 0, got {distill[key]!r}")
+    _validate_generation(distill)
+    if len(ids_s) > int(distill["generation"]) and not distill["middle_kd_alpha"]:
+        raise ConfigError(f"distill middle_ids_s {ids_s} pair layers for feature mimicking but middle_kd_alpha is 0; "
+                          "give it a weight or empty middle_ids_t/middle_ids_s")
+    if distill["generation"] and not distill["generation_alpha"]:
+        raise ConfigError("distill generation is on but generation_alpha is 0; give it a weight or set generation: false")
+    for key, train_key in STUDENT_SIZE_KEYS.items():
+        if distill[key] is not None and distill[key] != cfg[train_key]:
+            raise ConfigError(f"distill {key}={distill[key]} but the student config has {train_key}={cfg[train_key]}; "
+                              f"the student's size comes from --config (so evaluate.py, vis_attn.py and the "
+                              f"deployment build the same model): set {train_key} there or drop {key}")
+    for key in ("t_dep", "t_cs", "t_f"):
+        if distill[key] is not None and (not isinstance(distill[key], int) or distill[key] <= 0):
+            raise ConfigError(f"distill {key} must be a positive integer or null, got {distill[key]!r}")
+
+
+def _validate_generation(distill: Mapping[str, Any]) -> None:
+    if not isinstance(distill["generation"], bool):
+        raise ConfigError(f"distill generation must be true or false, got {distill['generation']!r}")
+    tds = distill["generation_tds"]
+    if not isinstance(tds, int) or isinstance(tds, bool) or tds < 2:
+        raise ConfigError(f"distill generation_tds must be an integer >= 2 (keep every tds-th frame), got {tds!r}")
+    if distill["generation"] and not distill["middle_ids_t"]:
+        raise ConfigError("distill generation needs a layer pair: it reconstructs the teacher features of the "
+                          "last pair in middle_ids_t/middle_ids_s, and both lists are empty")
 
 
 def to_plain(cfg: Mapping) -> dict:

@@ -4,7 +4,9 @@ The exported graph (``OPSET`` pinned) maps ``pose2d [N, T, 17, C]`` (``C`` = 3: 
 confidence; 2 for ``no_conf`` models) to ``pose3d [N, T, 17, 3]`` in the normalised units of
 ``lib.utils.wild``; ``N`` is dynamic and so is ``T`` in ``1..maxlen``. The model's ``maxlen``,
 ``rootrel``, ``version`` and input convention are stored in the ONNX metadata, so
-``deployment/infer_wild.py`` needs no config to run the file.
+``deployment/infer_wild.py`` needs no config to run the file. By default attention runs in
+onnxruntime's fused ``com.microsoft.MultiHeadAttention`` kernel (the graph then needs
+onnxruntime); ``fused_attention=False`` keeps to standard ONNX ops.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from lib.model.factory import CheckpointMismatchError, build_model, extract_stat
 from lib.utils.checkpoint import load_checkpoint
 
 OPSET = 17
+SDPA = "aten::scaled_dot_product_attention"
 INPUT_NAME, OUTPUT_NAME = "pose2d", "pose3d"
 PARITY_TOLERANCE = 1e-4
 SAMPLE_ACTIONS = ("Walking", "Greeting", "Sitting", "Eating")
@@ -55,21 +58,67 @@ def load_model(cfg, path: str) -> torch.nn.Module:
     return model.eval()
 
 
-def export(model: torch.nn.Module, path: str, metadata: dict, opset: int = OPSET) -> None:
+def export(model: torch.nn.Module, path: str, metadata: dict, opset: int = OPSET,
+           fused_attention: bool = True) -> None:
     """Export ``model`` to ``path`` with dynamic N and T (TorchScript exporter: the graph traced
-    from one full-length clip; the positional-embedding slice follows the dynamic T)."""
+    from one full-length clip; the positional-embedding slice follows the dynamic T).
+
+    ``fused_attention`` maps every ``scaled_dot_product_attention`` to onnxruntime's fused
+    ``com.microsoft.MultiHeadAttention`` kernel (its additive bias in the ``attention_bias`` slot);
+    otherwise attention is decomposed into standard ONNX MatMul/Softmax ops (any ONNX runtime).
+    """
     import onnx
     config = model.config
     example = torch.from_numpy(sample_input(1, config.maxlen))[..., :config.dim_in]
     axes = {0: "batch", 1: "frames"}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
-        torch.onnx.export(model.eval(), (example,), path, dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes})
+    if fused_attention:
+        torch.onnx.register_custom_op_symbolic(SDPA, _fused_attention(config.num_heads), opset)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
+            torch.onnx.export(model.eval(), (example,), path, dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes})
+    finally:
+        if fused_attention:
+            torch.onnx.unregister_custom_op_symbolic(SDPA, opset)
     graph = onnx.load(path)
+    _place_attention_bias(graph)
     onnx.helper.set_model_props(graph, {k: str(v) for k, v in metadata.items()})
     onnx.save(graph, path)
+
+
+def _fused_attention(num_heads: int):
+    """Export rule ``SDPA(q, k, v [B, H, L, d], bias) -> MultiHeadAttention`` on ``[B, L, H*d]``
+    tensors (the transposes around it cancel against the model's own head split/merge)."""
+    from torch.onnx import symbolic_helper as sh
+
+    def tokens(g, t):
+        return g.op("Reshape", g.op("Transpose", t, perm_i=[0, 2, 1, 3]), g.op("Constant", value_t=torch.tensor([0, 0, -1])))
+
+    @sh.parse_args("v", "v", "v", "v", "f", "b", "f", "b")
+    def sdpa(g, q, k, v, bias, dropout, causal, scale, gqa):
+        if dropout or causal or gqa:
+            raise NotImplementedError("fused attention export supports neither dropout, causal masks nor GQA")
+        inputs = [tokens(g, q), tokens(g, k), tokens(g, v)]
+        if not sh._is_none(bias):              # [.., L, L_kv] -> [1 or B, 1 or H, L, L_kv]
+            lead = 4 - sh._get_tensor_rank(bias)
+            inputs.append(g.op("Unsqueeze", bias, g.op("Constant", value_t=torch.arange(lead))) if lead else bias)
+        out = g.op("com.microsoft::MultiHeadAttention", *inputs, num_heads_i=num_heads, scale_f=scale)
+        out = g.op("Reshape", out, g.op("Constant", value_t=torch.tensor([0, 0, num_heads, -1])))
+        return g.op("Transpose", out, perm_i=[0, 2, 1, 3])
+    return sdpa
+
+
+def _place_attention_bias(graph) -> None:
+    """Move a MultiHeadAttention bias from input 3 to the ``attention_bias`` slot (input 5; the
+    exporter cannot emit empty optional inputs) and drop the untyped shape hints of its outputs."""
+    for node in graph.graph.node:
+        if node.op_type == "MultiHeadAttention" and len(node.input) == 4:
+            node.input[:] = list(node.input[:3]) + ["", "", node.input[3]]
+    typed = [v for v in graph.graph.value_info if v.type.tensor_type.elem_type]
+    del graph.graph.value_info[:]
+    graph.graph.value_info.extend(typed)
 
 
 def parity(model: torch.nn.Module, path: str, inputs: list[np.ndarray]) -> float:
@@ -80,7 +129,7 @@ def parity(model: torch.nn.Module, path: str, inputs: list[np.ndarray]) -> float
 
 
 def deploy(model: torch.nn.Module, path: str, metadata: dict, opset: int = OPSET,
-           tolerance: float = PARITY_TOLERANCE) -> float:
+           tolerance: float = PARITY_TOLERANCE, fused_attention: bool = True) -> float:
     """Export, check with ``onnx.checker``, compare with PyTorch on realistic clips (batch 1 at
     maxlen, batch 3 at a shorter T) and move the file into place only if the difference is at most
     ``tolerance``. Returns the largest difference; raises ``RuntimeError`` above the tolerance."""
@@ -90,9 +139,9 @@ def deploy(model: torch.nn.Module, path: str, metadata: dict, opset: int = OPSET
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
         start = time.perf_counter()
-        export(model, tmp, metadata, opset)
+        export(model, tmp, metadata, opset, fused_attention)
         onnx.checker.check_model(tmp, full_check=True)
-        print(f"exported and checked (opset {opset}) in {time.perf_counter() - start:.1f} s")
+        print(f"exported and checked (opset {opset}, {'fused' if fused_attention else 'decomposed'} attention) in {time.perf_counter() - start:.1f} s")
         inputs = [sample_input(1, maxlen, seed=1), sample_input(3, max(1, maxlen * 2 // 3), seed=2)]
         diff = parity(model, tmp, inputs)
         print(f"onnxruntime vs PyTorch: max |diff| = {diff:.3g} (tolerance {tolerance:g}) "

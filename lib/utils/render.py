@@ -19,6 +19,7 @@ from matplotlib import animation  # noqa: E402
 from lib.data.skeleton import LEFT, LIMBS, RIGHT  # noqa: E402
 
 LEFT_COLOR, RIGHT_COLOR, MIDDLE_COLOR = "#02315E", "#2F70AF", "#00457E"
+DPI = 72                                     # 720 x 360 pixel frames
 
 
 def limb_color(child: int) -> str:
@@ -66,17 +67,19 @@ def render(pose3d: np.ndarray, pose2d: np.ndarray, path: str, height_over_width:
     lines3d = [ax3d.plot([], [], [], color=limb_color(c), lw=3)[0] for _, c in LIMBS]
     title = fig.suptitle("")
 
-    def draw(t: int):
+    def draw(t: int) -> None:
         shown = pose3d[t][:, [0, 2, 1]] * np.array([1, 1, -1])
         for (p, c), line2d, line3d in zip(LIMBS, lines2d, lines3d):
             line2d.set_data(pose2d[t, [p, c], 0], pose2d[t, [p, c], 1])
             line3d.set_data_3d(shown[[p, c], 0], shown[[p, c], 1], shown[[p, c], 2])
         title.set_text(f"frame {t}")
-        return lines2d + lines3d + [title]
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
-        animation.FuncAnimation(fig, draw, frames=len(pose3d), blit=False).save(path, writer=writer)
+        with writer.saving(fig, path, dpi=DPI):
+            for t in range(len(pose3d)):
+                draw(t)
+                writer.grab_frame()
     finally:
         plt.close(fig)
     return path

@@ -27,6 +27,7 @@ from lib.data.prepare import ensure_clips
 from lib.data.skeleton import flip
 from lib.model.factory import build_model
 from lib.model.loss import compute_losses
+from lib.model.pretrained import load_pretrained
 from lib.utils import distributed as dist
 from lib.utils.checkpoint import load_checkpoint, save_checkpoint, set_rng_state, training_state, unwrap
 from lib.utils.config import save_config
@@ -92,16 +93,46 @@ class Trainer:
         dist.barrier()
         self.loader = build_train_loader(self.cfg, self.rank, self.world, self.seed)
         self.evaluator = None if self.cfg.no_eval or not dist.is_main() else Evaluator(self.cfg)
-        params = list(self.model.parameters())
         for module in self.extra_modules().values():
             module.to(self.device)
-            params += list(module.parameters())
-        self.optimizer = torch.optim.AdamW([p for p in params if p.requires_grad],
-                                           lr=self.cfg.learning_rate, weight_decay=self.cfg.weight_decay)
         resume = resume or self._auto_resume_path()
+        pretrained = self.apply_pretrained(resume)
+        self.optimizer = torch.optim.AdamW(self.param_groups(pretrained),
+                                           lr=self.cfg.learning_rate, weight_decay=self.cfg.weight_decay)
         if resume:
             self.resume(resume)
         self.ddp_model = self._wrap(self.model)
+
+    def apply_pretrained(self, resume: str) -> set:
+        """Initialise from ``cfg.pretrained`` (weights only) and return the pretrained parameter names.
+
+        When resuming, the resumed weights win: the pretrained file is only matched (not loaded) to
+        rebuild the same parameter groups.
+        """
+        if not self.cfg.pretrained:
+            return set()
+        if resume and dist.is_main():
+            print(f"Resuming from {resume}: its weights take precedence over --pretrained {self.cfg.pretrained}")
+        report = load_pretrained(self.model, self.cfg.pretrained, self.cfg.temp_embed_resize,
+                                 apply=not resume, verbose=dist.is_main() and not resume)
+        return report.loaded_parameters(self.model)
+
+    def param_groups(self, pretrained: set) -> list:
+        """AdamW groups: pretrained parameters (``backbone``, see :meth:`lr_multiplier`), then the rest."""
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        extra = [p for m in self.extra_modules().values() for p in m.parameters() if p.requires_grad]
+        groups = [{"params": [p for n, p in named if n in pretrained], "backbone": True},
+                  {"params": [p for n, p in named if n not in pretrained] + extra, "backbone": False}]
+        if self.cfg.freeze_backbone_epochs and not groups[1]["params"]:
+            raise ValueError("freeze_backbone_epochs > 0, but every parameter comes from the pretrained "
+                             "checkpoint: nothing would train")
+        return [g for g in groups if g["params"]]
+
+    def lr_multiplier(self, group: dict, epoch: int) -> float:
+        """1 for new parameters; backbone_lr_mult for pretrained ones, 0 (frozen) in the first epochs."""
+        if not group.get("backbone"):
+            return 1.0
+        return 0.0 if epoch < self.cfg.freeze_backbone_epochs else self.cfg.backbone_lr_mult
 
     def _auto_resume_path(self) -> str:
         path = os.path.join(self.checkpoint_dir, "latest_epoch.bin")
@@ -137,7 +168,7 @@ class Trainer:
         for epoch in range(self.start_epoch, self.cfg.epochs):
             lr = self.cfg.learning_rate * self.cfg.lr_decay ** epoch
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * self.lr_multiplier(group, epoch)
             t0 = time.time()
             terms = self.train_epoch(epoch)
             results = self.end_epoch(epoch, lr, terms, time.time() - t0) or results
@@ -175,7 +206,8 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg.bf16)):
             loss, terms = self.compute_loss(x, target)
         if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss is {float(loss)} ({ {k: float(v) for k, v in terms.items()} }); "
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            raise TrainingDiverged(f"loss is {float(loss.detach())} ({values}); "
                                    f"stopped. The last good checkpoint is {self.checkpoint_dir}/latest_epoch.bin. "
                                    "Try a lower learning_rate or check the input data for NaNs.")
         self.optimizer.zero_grad(set_to_none=True)

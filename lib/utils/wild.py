@@ -1,4 +1,4 @@
-"""Lift the normalised 2D keypoints of a whole video to 3D with a fixed-length model.
+"""Lift the normalised 2D keypoints of a whole video to 3D with a clip model (at most maxlen frames).
 
 Coordinates (the training contract, reference A2): ``x_n = 2x/w - 1``, ``y_n = 2y/w - h/w``
 (pixels divided by half the image *width*, origin at the image centre), confidence unchanged;

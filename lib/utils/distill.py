@@ -1,0 +1,217 @@
+"""Teacher -> student distillation on top of the shared :class:`~lib.utils.training.Trainer`.
+
+:class:`DistillTrainer` changes only what a step optimises: the student's pose loss (from the
+student config, as train.py) plus the weighted distillation terms of ``cfg.distill``
+(docs/distillation.md)::
+
+    total = pose + common_kd_alpha * kd_out + middle_kd_alpha * kd_feat + generation_alpha * kd_gen
+
+    kd_out   MPJPE between the student's and the teacher's predicted poses (normalised units)
+    kd_feat  mean over the mimicked layer pairs of the normalised feature MSE (kd_feat_<s>_<t>)
+    kd_gen   masked reconstruction of the teacher's features of the last pair (generation)
+
+The teacher is built from the config saved in its own checkpoint, frozen and in eval mode, and
+runs under ``torch.no_grad``. The distiller (:class:`~lib.model.distiller.Distiller`) is an
+extra module of the Trainer: optimised with the student, saved under ``checkpoint['extra']
+['distiller']`` and restored on resume. Data, evaluation (of the student), logging, checkpoints
+and resume are the Trainer's, exactly as in train.py.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+from typing import Mapping
+
+import torch
+from easydict import EasyDict
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from lib.model.distiller import Distiller
+from lib.model.factory import CheckpointMismatchError, build_model, count_parameters, extract_state_dict, load_weights
+from lib.model.loss import compute_losses, loss_mpjpe
+from lib.utils import distributed as dist
+from lib.utils.checkpoint import load_checkpoint
+from lib.utils.cli import resolve_config
+from lib.utils.config import DISTILL_DEFAULTS, ConfigError, _merge_checked, parse_override, read_yaml, validate
+from lib.utils.evaluation import model_input
+from lib.utils.run import run_training
+from lib.utils.training import Trainer
+
+DISTILL_PREFIX = "distill."
+# Teacher sizes that a distill file may state: distill key -> the teacher config's key.
+TEACHER_SIZE_KEYS = {"t_dep": "depth", "t_cs": "dim_feat", "t_f": "maxlen"}
+
+
+class DistillError(ValueError):
+    """The teacher, the student initialisation or the layer pairing is wrong; the message says how."""
+
+
+# -- configuration ------------------------------------------------------------------------------
+def resolve_distill_config(args) -> EasyDict:
+    """The student config (``--config``, ``--hyper_cfg``, CLI) with ``cfg.distill`` from
+    ``--distill_cfg`` and ``--set distill.KEY=VALUE`` overrides; exits with a message if invalid."""
+    train_sets = [s for s in args.overrides if not s.startswith(DISTILL_PREFIX)]
+    distill_sets = [s[len(DISTILL_PREFIX):] for s in args.overrides if s.startswith(DISTILL_PREFIX)]
+    cfg = resolve_config(argparse.Namespace(**{**vars(args), "overrides": train_sets}))
+    try:
+        cfg.distill = merge_distill(args.distill_cfg, distill_sets)
+        validate(cfg)
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+    return cfg
+
+
+def merge_distill(path: str | None, overrides: list[str]) -> dict:
+    """DISTILL_DEFAULTS, then the distill YAML, then ``KEY=VALUE`` overrides (unknown keys rejected)."""
+    distill = copy.deepcopy(DISTILL_DEFAULTS)
+    if path:
+        _merge_checked(distill, read_yaml(path), DISTILL_DEFAULTS, path)
+    _merge_checked(distill, dict(parse_override(s) for s in overrides), DISTILL_DEFAULTS,
+                   "the command line (--set distill.KEY=VALUE)")
+    return distill
+
+
+def default_teacher_path(rootrel: bool) -> str:
+    """Where the README's train.py command puts the full static / global teacher."""
+    return f"checkpoint/pose3d/h36m{'' if rootrel else '_global'}/best_epoch.bin"
+
+
+# -- the teacher --------------------------------------------------------------------------------
+def load_teacher(cfg) -> nn.Module:
+    """The frozen, eval-mode teacher of ``cfg.distill``, built from its checkpoint's own config."""
+    path = cfg.distill.teacher_ckpt or default_teacher_path(cfg.rootrel)
+    if not os.path.isfile(path):
+        raise DistillError(f"teacher checkpoint not found: {path!r} (distill teacher_ckpt). Train the teacher "
+                           f"first, e.g. python train.py --config configs/pose3d/train_h36m"
+                           f"{'' if cfg.rootrel else '_global'}.yaml --checkpoint {os.path.dirname(path)}, "
+                           "or point teacher_ckpt (or --set distill.teacher_ckpt=FILE) at it")
+    state = load_checkpoint(path)
+    if not isinstance(state.get("config"), Mapping):
+        raise DistillError(f"teacher checkpoint {path!r} has no saved 'config', so its architecture is unknown; "
+                           "use a checkpoint written by Pose3D's train.py (it stores the resolved config)")
+    teacher_cfg = EasyDict(state["config"])
+    check_teacher(teacher_cfg, cfg, path)
+    try:
+        teacher = build_model(teacher_cfg, verbose=False)
+        load_weights(teacher, extract_state_dict(state))
+    except (CheckpointMismatchError, KeyError) as err:
+        raise DistillError(f"teacher weights in {path!r} do not fit the config saved with them: {err}") from err
+    teacher.requires_grad_(False).eval()
+    teacher.no_conf = bool(teacher_cfg.get("no_conf", False))
+    return teacher
+
+
+def check_teacher(teacher_cfg: Mapping, cfg, path: str) -> None:
+    """Teacher sizes (t_dep/t_cs/t_f), layer ids, target type and clip length against the student's."""
+    d = cfg.distill
+    for key, teacher_key in TEACHER_SIZE_KEYS.items():
+        if d[key] is not None and d[key] != teacher_cfg.get(teacher_key):
+            raise DistillError(f"distill {key}={d[key]} but the teacher {path!r} has {teacher_key}="
+                               f"{teacher_cfg.get(teacher_key)}; fix {key} (or set it to null to accept the teacher's)")
+    bad = [i for i in d.middle_ids_t if i >= teacher_cfg["depth"]]
+    if bad:
+        raise DistillError(f"distill middle_ids_t {d.middle_ids_t}: layer(s) {bad} do not exist in the teacher "
+                           f"{path!r} of depth {teacher_cfg['depth']}")
+    if bool(teacher_cfg.get("rootrel", True)) != bool(cfg.rootrel):
+        kind = {True: "static (rootrel: true)", False: "global (rootrel: false)"}
+        raise DistillError(f"rootrel mismatch: the teacher {path!r} predicts {kind[bool(teacher_cfg.get('rootrel', True))]} "
+                           f"poses but the student is {kind[bool(cfg.rootrel)]}; distil a static student from a "
+                           "static teacher (train_h36m.yaml) and a global one from a global teacher (train_h36m_global.yaml)")
+    if teacher_cfg["maxlen"] < cfg.clip_len:
+        raise DistillError(f"the teacher {path!r} takes at most {teacher_cfg['maxlen']} frames (maxlen) but the "
+                           f"student's clips have {cfg.clip_len} (clip_len)")
+
+
+# -- the trainer --------------------------------------------------------------------------------
+class WithFeatures(nn.Module):
+    """``forward`` = ``model.forward_with_extras``, so DDP / torch.compile wrap the feature path."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> dict:
+        return self.model.forward_with_extras(x)
+
+
+class DistillTrainer(Trainer):
+    """Trainer whose step adds the distillation terms of ``cfg.distill`` (module docstring)."""
+
+    def __init__(self, cfg, checkpoint_dir: str, seed: int = 0, model=None):
+        super().__init__(cfg, checkpoint_dir, seed, model)
+        d = cfg.distill
+        self.teacher = load_teacher(cfg).to(self.device)
+        self.distiller = Distiller(cfg.dim_feat, self.teacher.config.dim_feat,
+                                   num_mimic=len(d.middle_ids_s) - int(d.generation),
+                                   generation=d.generation, generation_tds=d.generation_tds)
+        self.initialise(d.student_ckpt, d.distiller_ckpt)
+        self.ddp_distiller = self.distiller
+        if dist.is_main():
+            print(f"Teacher: {count_parameters(self.teacher) / 1e6:.2f} M parameters (frozen); "
+                  f"distiller: {count_parameters(self.distiller) / 1e6:.2f} M parameters")
+
+    def initialise(self, student_ckpt: str | None, distiller_ckpt: str | None) -> None:
+        """Start from given student / distiller weights (a resume, -r or automatic, overrides them)."""
+        if student_ckpt:
+            try:
+                load_weights(self.model, extract_state_dict(load_checkpoint(student_ckpt)))
+            except (FileNotFoundError, CheckpointMismatchError) as err:
+                raise DistillError(f"distill student_ckpt {student_ckpt!r}: {err}") from err
+        if distiller_ckpt:
+            try:
+                self.distiller.load_state_dict(load_checkpoint(distiller_ckpt)["extra"]["distiller"])
+            except (FileNotFoundError, KeyError, RuntimeError) as err:
+                raise DistillError(f"distill distiller_ckpt {distiller_ckpt!r} has no distiller that fits "
+                                   f"this pairing (expected checkpoint['extra']['distiller']): {err}") from err
+
+    def extra_modules(self) -> dict:
+        return {"distiller": self.distiller}
+
+    def setup(self, resume: str = "") -> None:
+        super().setup(resume)
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_distiller = DistributedDataParallel(self.distiller, device_ids=ids)
+
+    def _wrap(self, model):
+        return super()._wrap(WithFeatures(model))
+
+    def compute_loss(self, x: torch.Tensor, target: torch.Tensor):
+        d = self.cfg.distill
+        with torch.no_grad():
+            teacher = self.teacher.forward_with_extras(model_input(x, self.teacher.no_conf))
+        student = self.ddp_model(model_input(x, self.cfg.no_conf))
+        pred = student["output"].float()
+        total, terms = compute_losses(pred, target, self.cfg)
+        if d.common_kd_alpha:
+            terms["kd_out"] = loss_mpjpe(pred, teacher["output"].float())
+            total = total + d.common_kd_alpha * terms["kd_out"]
+        if d.middle_ids_s:
+            total = total + self.feature_terms(student["features"], teacher["features"], terms)
+        return total, terms
+
+    def feature_terms(self, student: list, teacher: list, terms: dict) -> torch.Tensor:
+        """Add kd_feat_<s>_<t>, kd_feat and kd_gen to ``terms``; return their weighted sum."""
+        d = self.cfg.distill
+        out = self.ddp_distiller([student[i] for i in d.middle_ids_s], [teacher[i] for i in d.middle_ids_t])
+        weighted = torch.zeros((), device=self.device)
+        if out["mimic"]:
+            for s, t, value in zip(d.middle_ids_s, d.middle_ids_t, out["mimic"]):
+                terms[f"kd_feat_{s}_{t}"] = value
+            terms["kd_feat"] = torch.stack(out["mimic"]).mean()
+            weighted = weighted + d.middle_kd_alpha * terms["kd_feat"]
+        if "generation" in out:
+            terms["kd_gen"] = out["generation"]
+            weighted = weighted + d.generation_alpha * terms["kd_gen"]
+        return weighted
+
+
+def run_distillation(cfg, args):
+    """train.py's run_training with the DistillTrainer; teacher/initialisation problems exit with a message."""
+    try:
+        return run_training(cfg, args, trainer_cls=DistillTrainer)
+    except DistillError as err:
+        sys.exit(f"error: {err}")
