@@ -1,20 +1,20 @@
-"""ONNX export of tiny version-1 and version-2 models: onnxruntime matches PyTorch within 1e-4."""
+"""ONNX export of tiny version-1 and version-2 models (the deployment exporter, fused and
+portable attention): onnxruntime matches PyTorch within 1e-4 with dynamic batch and frames."""
 import numpy as np
 import pytest
 import torch
 
 from lib.data.skeleton import NUM_JOINTS
 from lib.model.dstformer import DSTformer, DSTformerConfig
-from lib.model.export import INPUT_NAME, export_onnx
+from lib.utils.deploy import INPUT_NAME, export
 
 ort = pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")
 
 LABEL1 = (0, 1, 1, 1, 2, 2, 2, 0, 0, 3, 3, 4, 4, 4, 5, 5, 5)
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_onnx_matches_pytorch_with_dynamic_batch_and_frames(version, tmp_path):
+@pytest.mark.parametrize("version, fused", [(1, True), (2, True), (2, False)])
+def test_onnx_matches_pytorch_with_dynamic_batch_and_frames(version, fused, tmp_path):
     torch.manual_seed(0)
     config = DSTformerConfig(dim_feat=32, dim_rep=32, depth=2, num_heads=4, maxlen=16, version=version,
                              joint_label=LABEL1 if version == 2 else None)
@@ -22,7 +22,9 @@ def test_onnx_matches_pytorch_with_dynamic_batch_and_frames(version, tmp_path):
     if version == 2:
         for block in model.blocks_st:
             block.attn_s.edge_bias.data.normal_()
-    session = ort.InferenceSession(export_onnx(model, str(tmp_path / "model.onnx")))
+    path = str(tmp_path / "model.onnx")
+    export(model, path, metadata={"version": version}, fused_attention=fused)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     for shape in [(2, 9, NUM_JOINTS, 3), (3, 16, NUM_JOINTS, 3), (1, 1, NUM_JOINTS, 3)]:
         x = torch.randn(shape)
         onnx_out = session.run(None, {INPUT_NAME: x.numpy()})[0]

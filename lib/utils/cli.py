@@ -59,7 +59,8 @@ def _resolve(args: argparse.Namespace, distill_cfg: str | None):
     for key in ("pretrained", "backbone_lr_mult", "freeze_backbone_epochs"):
         overrides[key] = getattr(args, key, None)
     cfg = load_config(args.config, args.hyper_cfg, distill_cfg, overrides)
-    if cfg.finetune and not cfg.pretrained and not getattr(args, "evaluate", ""):
+    training = hasattr(args, "pretrained") and not getattr(args, "evaluate", "")   # train.py, train_distill.py
+    if training and cfg.finetune and not cfg.pretrained:
         raise ConfigError(f"{args.config} fine-tunes (finetune: true): pass the pretrained checkpoint "
                           "with --pretrained PATH")
     return cfg

@@ -68,6 +68,9 @@ DISTILL_DEFAULTS: dict[str, Any] = {
     "generation": False, "generation_tds": 2, "generation_alpha": 1.0,
 }
 
+DISTILL_PREFIX = "distill."   # --set distill.KEY=VALUE overrides a --distill_cfg key
+
+
 class ConfigError(ValueError):
     """A configuration file or value is wrong; the message says which key and file."""
 
@@ -128,10 +131,12 @@ def load_config(config_path: str, hyper_cfg: str | None = None, distill_cfg: str
     distill = copy.deepcopy(DISTILL_DEFAULTS)
     if distill_cfg:
         _merge_checked(distill, read_yaml(distill_cfg), DISTILL_DEFAULTS, distill_cfg)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    _merge_checked(distill, {k[len(DISTILL_PREFIX):]: v for k, v in overrides.items() if k.startswith(DISTILL_PREFIX)},
+                   DISTILL_DEFAULTS, "the command line (--set distill.KEY=VALUE)")
     cfg["distill"] = distill
-    if overrides:
-        _merge_checked(cfg, {k: v for k, v in overrides.items() if v is not None},
-                       list(TRAIN_DEFAULTS) + list(HYPER_DEFAULTS), "the command line")
+    _merge_checked(cfg, {k: v for k, v in overrides.items() if not k.startswith(DISTILL_PREFIX)},
+                   list(TRAIN_DEFAULTS) + list(HYPER_DEFAULTS), "the command line")
     cfg["config_path"] = config_path
     validate(cfg)
     return EasyDict(cfg)

@@ -18,8 +18,6 @@ and resume are the Trainer's, exactly as in train.py.
 """
 from __future__ import annotations
 
-import argparse
-import copy
 import os
 import sys
 from typing import Mapping
@@ -35,12 +33,10 @@ from lib.model.loss import compute_losses, loss_mpjpe
 from lib.utils import distributed as dist
 from lib.utils.checkpoint import load_checkpoint
 from lib.utils.cli import resolve_config
-from lib.utils.config import DISTILL_DEFAULTS, ConfigError, _merge_checked, parse_override, read_yaml, validate
 from lib.utils.evaluation import model_input
 from lib.utils.run import run_training
 from lib.utils.training import Trainer
 
-DISTILL_PREFIX = "distill."
 # Teacher sizes that a distill file may state: distill key -> the teacher config's key.
 TEACHER_SIZE_KEYS = {"t_dep": "depth", "t_cs": "dim_feat", "t_f": "maxlen"}
 
@@ -53,25 +49,7 @@ class DistillError(ValueError):
 def resolve_distill_config(args) -> EasyDict:
     """The student config (``--config``, ``--hyper_cfg``, CLI) with ``cfg.distill`` from
     ``--distill_cfg`` and ``--set distill.KEY=VALUE`` overrides; exits with a message if invalid."""
-    train_sets = [s for s in args.overrides if not s.startswith(DISTILL_PREFIX)]
-    distill_sets = [s[len(DISTILL_PREFIX):] for s in args.overrides if s.startswith(DISTILL_PREFIX)]
-    cfg = resolve_config(argparse.Namespace(**{**vars(args), "overrides": train_sets}))
-    try:
-        cfg.distill = merge_distill(args.distill_cfg, distill_sets)
-        validate(cfg)
-    except ConfigError as err:
-        sys.exit(f"error: {err}")
-    return cfg
-
-
-def merge_distill(path: str | None, overrides: list[str]) -> dict:
-    """DISTILL_DEFAULTS, then the distill YAML, then ``KEY=VALUE`` overrides (unknown keys rejected)."""
-    distill = copy.deepcopy(DISTILL_DEFAULTS)
-    if path:
-        _merge_checked(distill, read_yaml(path), DISTILL_DEFAULTS, path)
-    _merge_checked(distill, dict(parse_override(s) for s in overrides), DISTILL_DEFAULTS,
-                   "the command line (--set distill.KEY=VALUE)")
-    return distill
+    return resolve_config(args, distill_cfg=args.distill_cfg)
 
 
 def default_teacher_path(rootrel: bool) -> str:

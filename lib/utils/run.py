@@ -22,7 +22,7 @@ def run_training(cfg, args, trainer_cls=None):
         trainer = trainer_cls(cfg, args.checkpoint, seed=args.seed)
         trainer.setup(args.resume)
         results = trainer.fit()
-    except (DataError, TrainingDiverged) as err:
+    except (DataError, TrainingDiverged, CheckpointMismatchError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     finally:
         dist.cleanup()

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from lib.data.dataset import make_dataset
 from lib.data.prepare import ensure_clips
 from lib.data.skeleton import flip
-from lib.model.factory import build_model
+from lib.model.factory import CheckpointMismatchError, build_model, load_weights
 from lib.model.loss import compute_losses
 from lib.model.pretrained import load_pretrained
 from lib.utils import distributed as dist
@@ -147,8 +147,13 @@ class Trainer:
 
     def resume(self, path: str) -> None:
         """Restore model, optimizer, extra modules, epoch, best P1 and RNG state."""
-        from lib.model.factory import load_weights
         state = load_checkpoint(path)
+        missing = [k for k in ("model_pos", "optimizer", "epoch", "min_loss", "rng") if k not in state]
+        missing += [f"extra/{n}" for n in self.extra_modules() if n not in state.get("extra", {})]
+        if missing:
+            raise CheckpointMismatchError(f"{path} cannot resume this run: it lacks {missing} (a resume needs a "
+                                          "latest/epoch checkpoint written by the same script; use --pretrained "
+                                          "to start from another model's weights)")
         load_weights(self.model, state["model_pos"])
         for name, module in self.extra_modules().items():
             module.load_state_dict(state["extra"][name])
