@@ -110,6 +110,33 @@ def test_fused_equals_explicit_and_extras(version):
         assert att["incidence"] is None and att["relation_bias"] == []
 
 
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("min_len", [0, 10 ** 9])
+def test_fused_dispatch_matches_explicit_in_output_and_gradients(version, min_len, monkeypatch):
+    """Both fused dispatches (SDPA kernel forced, batched-matmul path forced) equal the explicit path."""
+    import lib.model.modules.attention as attention
+    monkeypatch.setattr(attention, "CPU_SDPA_MIN_LEN", min_len)
+    torch.manual_seed(0)
+    model = randomize_hyper(DSTformer(tiny(version)))
+    x = torch.randn(2, 9, NUM_JOINTS, 3)
+    grads = []
+    for explicit in (False, True):
+        out = model.forward_with_extras(x, return_attention=True)["output"] if explicit else model(x)
+        out.square().mean().backward()
+        grads.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+        model.zero_grad(set_to_none=True)
+    (fused, g_fused), (explicit, g_explicit) = grads
+    torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=0)
+    for name, g in g_fused.items():
+        torch.testing.assert_close(g, g_explicit[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_cpu_dispatch_uses_sdpa_for_long_sequences_only():
+    from lib.model.modules.attention import CPU_SDPA_MIN_LEN, use_sdpa
+    short, long = torch.zeros(1, 1, CPU_SDPA_MIN_LEN - 1, 4), torch.zeros(1, 1, CPU_SDPA_MIN_LEN, 4)
+    assert not use_sdpa(short, short) and use_sdpa(long, long)
+
 def test_relation_bias_init_matches_skeleton():
     U, adj = relation_bias_init("uniform"), torch.from_numpy(adjacency(self_loops=True))
     torch.testing.assert_close(U.sum(0), torch.ones(NUM_JOINTS))

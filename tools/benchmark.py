@@ -12,6 +12,18 @@ Without ``--config`` the model is the default config (MotionBERT full) with the 
 ``--mlp_ratio``, ``--depth`` overrides. ``--mode all`` also reports the fused/explicit attention
 ratio and the version 2 / version 1 cost ratio. Import :func:`measure_train_step`,
 :func:`measure_forward`, :func:`count_flops` or :func:`matmul_peak_flops` from other tools.
+
+``--mode attention`` times one attention call (forward + backward, and no-grad forward) of the
+fused dispatch, PyTorch's SDPA kernel and the explicit path for spatial (17 joints) and temporal
+(``--lengths``) token counts. ``--mode throughput`` measures end-to-end training throughput
+(clips/s) with the real Dataset (``make_dataset``), DataLoader (``build_train_loader``) and
+``Trainer.train_step`` on synthetic clips written to a temporary folder: data loading alone,
+compute alone (the same step on in-memory tensors) and both together, interleaved per round
+(:func:`measure_throughput`). ``--mode compile`` compares an eager and a ``torch.compile``-d
+train step (first step = compilation, then steady state, interleaved).
+
+    python tools/benchmark.py --config configs/pose3d/quickstart.yaml --mode throughput
+    python tools/benchmark.py --config configs/pose3d/quickstart.yaml --mode compile --batch 64
 """
 from __future__ import annotations
 
@@ -162,6 +174,7 @@ def model_configs(args) -> dict[str, EasyDict]:
 
 
 def report(args) -> None:
+    args.batch, args.clip_len = args.batch or 2, args.clip_len or 81
     device = torch.device(args.device)
     torch.manual_seed(0)
     cfgs = model_configs(args)
@@ -194,6 +207,186 @@ def report(args) -> None:
     print(f"peak memory: {peak_memory_mb(device):.0f} MB ({'max allocated' if device.type == 'cuda' else 'process max RSS'})")
 
 
+# -- attention dispatch -------------------------------------------------------------------------
+def attention_fns(shape: tuple[int, int, int, int], device: torch.device) -> dict[str, Callable[[], None]]:
+    """fused (the model's dispatch), sdpa (always the SDPA kernel) and explicit attention calls on
+    ``q, k, v [B, H, L, d]``: forward + backward, and no-grad forward (names suffixed ' fwd')."""
+    from lib.model.modules import attention
+    q, k, v = (torch.randn(*shape, device=device, requires_grad=True) for _ in range(3))
+    grad, scale = torch.randn(*shape, device=device), shape[-1] ** -0.5
+
+    def call(kind: str, backward: bool) -> Callable[[], None]:
+        def fn() -> None:
+            saved = attention.CPU_SDPA_MIN_LEN
+            if kind == "sdpa":
+                attention.CPU_SDPA_MIN_LEN = 0
+            try:
+                with torch.set_grad_enabled(backward):
+                    out, _ = attention.attend(q, k, v, None, scale, kind == "explicit")
+                if backward:
+                    out.backward(grad)
+                    q.grad = k.grad = v.grad = None
+            finally:
+                attention.CPU_SDPA_MIN_LEN = saved
+        return fn
+    return {f"{kind}{'' if backward else ' fwd'}": call(kind, backward)
+            for backward in (True, False) for kind in ("fused", "sdpa", "explicit")}
+
+
+def report_attention(args) -> None:
+    """Per-call attention timings of the fused dispatch vs SDPA vs explicit, interleaved."""
+    device = torch.device(args.device)
+    cfgs = model_configs(EasyDict({**vars(args), "mode": "train"}))
+    cfg = next(iter(cfgs.values()))
+    heads, d, batch = cfg.num_heads, cfg.dim_feat // cfg.num_heads, args.batch or 2
+    args.clip_len = args.clip_len or 81
+    print(f"device {device}, {torch.get_num_threads()} threads; heads {heads}, head dim {d}, batch {batch}; "
+          f"median of {args.iters} interleaved calls (forward+backward; 'fwd' = no-grad forward)")
+    rows = [(f"spatial  L=17  (T={T})", (batch * T, heads, cfg.num_joints, d)) for T in args.lengths]
+    rows += [(f"temporal L={T}", (batch * cfg.num_joints, heads, T, d)) for T in args.lengths]
+    for name, shape in rows:
+        secs = median_times(attention_fns(shape, device), args.iters, device)
+        print(f"{name:22s} " + "  ".join(f"{k} {v * 1e3:7.2f} ms" for k, v in secs.items() if " fwd" not in k)
+              + f" | fused/explicit {secs['fused'] / secs['explicit']:.2f} (fwd {secs['fused fwd'] / secs['explicit fwd']:.2f})"
+              + f"  sdpa/explicit {secs['sdpa'] / secs['explicit']:.2f} (fwd {secs['sdpa fwd'] / secs['explicit fwd']:.2f})")
+
+
+# -- end-to-end training throughput ---------------------------------------------------------------
+def synthetic_clip_root(work_dir: str, cfg) -> str:
+    """Write a 'tiny' synthetic H36M source and slice it into both clip stores with the config's
+    clip settings; returns the data root (subset 'BENCH')."""
+    from lib.data.prepare import convert_source_to_clips
+    from lib.data.synthetic import write_synthetic_h36m
+    write_synthetic_h36m(os.path.join(work_dir, "source.pkl"), seed=0, size="tiny")
+    convert_source_to_clips(work_dir, "source.pkl", os.path.join(work_dir, "clips", "BENCH"),
+                            cfg.clip_len, cfg.data_stride, cfg.sample_stride, stores="both")
+    return os.path.join(work_dir, "clips")
+
+
+def make_trainer(cfg, work_dir: str):
+    """A Trainer with model, optimizer and (compiled if ``cfg.compile``) wrapped model, but no
+    data/evaluator set-up, so ``train_step`` is the real training step."""
+    from lib.utils.training import Trainer
+    trainer = Trainer(cfg, os.path.join(work_dir, "checkpoint"), seed=0)
+    trainer.optimizer = torch.optim.AdamW(trainer.model.parameters(), lr=cfg.learning_rate,
+                                          weight_decay=cfg.weight_decay)
+    trainer.ddp_model = trainer._wrap(trainer.model)
+    trainer.model.train()
+    return trainer
+
+
+def measure_throughput(cfg, steps: int = 10, rounds: int = 3, work_dir: str | None = None) -> dict:
+    """Training clips/s of ``cfg`` (batch_size, num_workers, clip_store, model) on synthetic clips.
+
+    Per round, interleaved: ``data`` = iterate ``steps`` batches of the training DataLoader only;
+    ``compute`` = ``steps`` calls of ``Trainer.train_step`` on one in-memory batch;
+    ``end_to_end`` = ``steps`` batches from the DataLoader through ``train_step``. A round starts
+    a fresh iterator (persistent workers stay up); one warm-up round is not counted. Returns the
+    median clips/s of each, the number of train clips and the batch size.
+    """
+    import tempfile
+    from lib.utils.training import build_train_loader
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        cfg = EasyDict({**cfg, "data_root": synthetic_clip_root(tmp, cfg), "subset_list": ["BENCH"]})
+        loader = build_train_loader(cfg, 0, 1, seed=0)
+        steps = min(steps, len(loader))
+        trainer = make_trainer(cfg, tmp)
+        coin = torch.Generator().manual_seed(0)
+        fixed = next(iter(loader))
+
+        def data() -> int:
+            n = 0
+            for i, (x, _) in zip(range(steps), loader):
+                n += x.shape[0]
+            return n
+
+        def compute() -> int:
+            for _ in range(steps):
+                trainer.train_step(*fixed, coin)
+            return steps * fixed[0].shape[0]
+
+        def end_to_end() -> int:
+            n = 0
+            for i, (x, y) in zip(range(steps), loader):
+                loss, _ = trainer.train_step(x, y, coin)
+                n += x.shape[0]
+            float(loss)          # one host sync per round, as the progress bar does
+            return n
+
+        fns = {"data": data, "compute": compute, "end_to_end": end_to_end}
+        rates: dict[str, list[float]] = {k: [] for k in fns}
+        for r in range(rounds + 1):
+            loader.sampler.set_epoch(r)
+            for name, fn in fns.items():
+                synchronize(trainer.device)
+                start = time.perf_counter()
+                n = fn()
+                synchronize(trainer.device)
+                if r:
+                    rates[name].append(n / (time.perf_counter() - start))
+        result = {k: statistics.median(v) for k, v in rates.items()}
+        result.update(train_clips=len(loader.dataset), batch_size=cfg.batch_size, steps=steps,
+                      workers=cfg.num_workers, store=type(loader.dataset).__name__)
+        del loader
+        return result
+
+
+def benchmark_config(args) -> EasyDict:
+    """The training config of --config (default: the quick-start one) with the CLI overrides."""
+    cfg = load_config(args.config or "configs/pose3d/quickstart.yaml", args.hyper_cfg)
+    for key in ("dim_feat", "dim_rep", "mlp_ratio", "depth", "version"):
+        if getattr(args, key, None) is not None:
+            cfg[key] = getattr(args, key)
+    if args.batch:
+        cfg.batch_size = args.batch
+    if getattr(args, "clip_len", None):
+        cfg.clip_len = args.clip_len
+        cfg.maxlen = max(cfg.maxlen, args.clip_len)
+        cfg.data_stride = min(cfg.data_stride, args.clip_len)
+    if getattr(args, "workers", None) is not None:
+        cfg.num_workers = args.workers
+    cfg.clip_store = getattr(args, "clip_store", "npy")
+    cfg.compile = bool(getattr(args, "compile", False))
+    cfg.max_iters_per_epoch = 0
+    if cfg.version == 2:
+        cfg.joint_label = cfg.joint_label or DEFAULT_LABEL
+    return cfg
+
+
+def report_throughput(args) -> None:
+    cfg = benchmark_config(args)
+    res = measure_throughput(cfg, args.steps, args.rounds)
+    print(f"{torch.get_num_threads()} threads; model dim {cfg.dim_feat} depth {cfg.depth} mlp {cfg.mlp_ratio} "
+          f"v{cfg.version}{' compiled' if cfg.compile else ''}; clips T={cfg.clip_len}, batch {res['batch_size']}, "
+          f"{res['store']} ({res['train_clips']} train clips), {res['workers']} workers; "
+          f"median of {args.rounds} interleaved rounds of {res['steps']} batches")
+    for key in ("data", "compute", "end_to_end"):
+        print(f"{key:11s} {res[key]:10.1f} clips/s")
+    print(f"loading time per batch as a fraction of compute time: {res['compute'] / res['data']:.1%} "
+          f"(compute / data rate); end-to-end / compute: {res['end_to_end'] / res['compute']:.3f}")
+
+
+def report_compile(args) -> None:
+    """Eager vs torch.compile train step (Trainer.train_step on in-memory tensors), interleaved."""
+    import tempfile
+    cfg = benchmark_config(args)
+    x = torch.randn(cfg.batch_size, cfg.clip_len, 17, 3)
+    coin = torch.Generator().manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers = {"eager": make_trainer(EasyDict({**cfg, "compile": False}), tmp)}
+        compiled = make_trainer(EasyDict({**cfg, "compile": True}), tmp)
+        compiled.model.load_state_dict(trainers["eager"].model.state_dict())
+        trainers["compiled"] = compiled
+        first = {name: time_call(lambda t=t: t.train_step(x, x, coin), t.device) for name, t in trainers.items()}
+        secs = median_times({name: (lambda t=t: t.train_step(x, x, coin)) for name, t in trainers.items()},
+                            args.iters, trainers["eager"].device)
+    print(f"{torch.get_num_threads()} threads; dim {cfg.dim_feat} depth {cfg.depth}, T={cfg.clip_len}, "
+          f"batch {cfg.batch_size}; median of {args.iters} interleaved steps after 2 warm-up steps")
+    for name in trainers:
+        print(f"{name:9s} first step {first[name]:8.2f} s   steady {secs[name] * 1e3:9.1f} ms")
+    print(f"compiled / eager steady-state time: {secs['compiled'] / secs['eager']:.3f}")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", help="training config YAML (model keys are used)")
@@ -203,14 +396,36 @@ def parse_args(argv=None):
     p.add_argument("--dim_rep", type=int)
     p.add_argument("--mlp_ratio", type=float)
     p.add_argument("--depth", type=int)
-    p.add_argument("--clip_len", type=int, default=81)
-    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--clip_len", type=int, help="frames per clip (default 81; throughput/compile: the config's clip_len)")
+    p.add_argument("--batch", type=int, help="clips per batch (default 2; throughput/compile: the config's batch_size)")
     p.add_argument("--iters", type=int, default=3)
-    p.add_argument("--mode", choices=["train", "forward", "all"], default="all",
-                   help="all = train and forward, both versions, fused and explicit")
+    p.add_argument("--mode", choices=["train", "forward", "all", "attention", "throughput", "compile"], default="all",
+                   help="all = train and forward, both versions, fused and explicit; see the module docstring")
+    p.add_argument("--lengths", type=int, nargs="+", default=[27, 81, 243], help="attention mode: temporal lengths")
+    p.add_argument("--steps", type=int, default=10, help="throughput mode: batches per round")
+    p.add_argument("--rounds", type=int, default=3, help="throughput mode: interleaved rounds")
+    p.add_argument("--workers", type=int, help="throughput mode: DataLoader workers (default: the config's)")
+    p.add_argument("--clip_store", choices=["pkl", "npy"], default="npy", help="throughput mode: clip store")
+    p.add_argument("--compile", action="store_true", help="throughput mode: torch.compile the model (cfg.compile)")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p.parse_args(argv)
 
 
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.mode == "attention":
+        report_attention(args)
+    elif args.mode == "throughput":
+        report_throughput(args)
+    elif args.mode == "compile":
+        report_compile(args)
+    else:
+        args.batch = args.batch or 2
+        report(args)
+
+
 if __name__ == "__main__":
-    report(parse_args())
+    main()

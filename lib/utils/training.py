@@ -196,11 +196,12 @@ class Trainer:
             loss, terms = self.train_step(x, y, coin)
             n = x.shape[0]
             count += n
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * n
-            bar.set_postfix(loss=f"{float(loss):.4f}")
-        stats = torch.tensor([sums[k] for k in sorted(sums)] + [count], dtype=torch.float64)
-        stats = dist.all_reduce_mean(stats.to(self.device)).cpu()
+            for k, v in terms.items():                  # device tensors: no host sync per step
+                sums[k] = sums.get(k, 0.0) + v.double() * n
+            if step % 25 == 0:
+                bar.set_postfix(loss=f"{float(loss):.4f}")
+        stats = torch.stack([sums[k] for k in sorted(sums)] + [torch.tensor(float(count), dtype=torch.float64, device=self.device)])
+        stats = dist.all_reduce_mean(stats).cpu()
         return {k: float(v) / float(stats[-1]) for k, v in zip(sorted(sums), stats[:-1])}
 
     def train_step(self, x, y, coin):

@@ -7,10 +7,22 @@ heads of size ``d = C / H`` and an additive bias ``b`` broadcastable to ``[B, H,
     A   = softmax(q k^T * d^-1/2 + b)            # [B, H, L, L_kv]
     out = proj(concat_h(A v))                    # [B, L, C]
 
-Two numerically equivalent paths compute it: the *fused* path calls
-``torch.nn.functional.scaled_dot_product_attention`` (``attn_mask = b``) and is the default; the
-*explicit* path materialises ``A`` and returns it (for attention heat maps). They agree to
-float32 round-off (tests check 1e-5). Parameter names (``qkv``, ``proj``) follow timm/MotionBERT.
+Two numerically equivalent paths compute it: the *fused* path (the default) calls
+``torch.nn.functional.scaled_dot_product_attention`` (``attn_mask = b``); the *explicit* path
+materialises ``A`` and returns it (for attention heat maps). They agree to float32 round-off
+(tests check 1e-5). Parameter names (``qkv``, ``proj``) follow timm/MotionBERT.
+
+Dispatch of the fused path (:func:`use_sdpa`): SDPA always on CUDA (flash / memory-efficient /
+cuDNN kernels), under ONNX export and tracing (the exporter maps the SDPA node to a fused
+attention op), and on CPU when the key sequence has at least :data:`CPU_SDPA_MIN_LEN` tokens.
+PyTorch's CPU kernels lose to batched matmul + softmax on short sequences: the flash kernel runs
+one small GEMM per (batch, head) block and zero-fills its gradients, and the math backend scales
+q and k separately and uses a NaN-safe softmax. Measured on the 2-core CPU (docs/benchmarks.md,
+"Training step and throughput"): flash is 1.3-2.3x slower for 17-27 tokens, about even at 49 and
+faster from about 64 on (2-4x at 243). Below the threshold the fused path therefore evaluates the
+same formula with batched matmuls (exactly the explicit path, without returning ``A``), so it is
+never slower than the explicit one. The threshold depends only on shapes and the device, never on
+tensor values.
 """
 from __future__ import annotations
 
@@ -19,20 +31,35 @@ import torch.nn.functional as F
 from torch import nn
 
 
+# On CPU, SDPA's kernels beat batched matmul + softmax only from about this many key tokens.
+CPU_SDPA_MIN_LEN = 64
+
+
+def use_sdpa(q: torch.Tensor, k: torch.Tensor) -> bool:
+    """Whether the fused path calls SDPA (see the module docstring); shapes and device only."""
+    if q.device.type != "cpu" or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return True
+    if torch.compiler.is_exporting():
+        return True
+    return k.shape[-2] >= CPU_SDPA_MIN_LEN
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None,
            scale: float, return_attention: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``softmax(q k^T * scale + bias) v`` for ``q [..., L, d]``, ``k, v [..., L_kv, d]``.
 
     Returns ``(out [..., L, d], A [..., L, L_kv] or None)``; ``A`` only when ``return_attention``
-    (explicit path), otherwise the fused SDPA kernel runs and no map is built.
+    (explicit path). Otherwise no map is returned and :func:`use_sdpa` picks SDPA or, for short
+    sequences on CPU, the same batched-matmul computation as the explicit path.
     """
-    if not return_attention:
+    if not return_attention and use_sdpa(q, k):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale), None
-    logits = (q @ k.transpose(-2, -1)) * scale
+    logits = (q @ k.transpose(-2, -1)).mul_(scale)  # fresh tensor: in place is autograd-safe
     if bias is not None:
-        logits = logits + bias
+        same = torch.broadcast_shapes(bias.shape, logits.shape) == logits.shape
+        logits = logits.add_(bias) if same else logits + bias
     attn = logits.softmax(dim=-1)
-    return attn @ v, attn
+    return attn @ v, (attn if return_attention else None)
 
 
 class Attention(nn.Module):
@@ -54,8 +81,10 @@ class Attention(nn.Module):
 
     def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Project ``x [B, L, C]`` to ``q, k, v``, each ``[B, H, L, d]``."""
-        qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, -1)).permute(2, 0, 3, 1, 4)
-        return qkv.unbind(0)
+        # Views only. Unbinding the [B, L, 3, H, d] projection (rather than a permuted [3, B, H, L, d]
+        # view) lets autograd assemble the qkv gradient with one stack and no extra copy.
+        q, k, v = self.qkv(x).unflatten(-1, (3, self.num_heads, -1)).unbind(2)
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
     def output(self, out: torch.Tensor) -> torch.Tensor:
         """Merge heads ``[B, H, L, d] -> [B, L, C]`` and apply the output projection."""
