@@ -128,22 +128,25 @@ def median_times(fns: dict[str, Callable[[], None]], iters: int, device: torch.d
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def measure_train_step(model: torch.nn.Module, batch: torch.Tensor, iters: int = 3) -> dict:
-    """Train-step seconds, clips/s and achieved FLOP/s of ``model`` on ``batch`` (fused attention)."""
-    model.train()
-    seconds = median_times({"train": train_step_fn(model, batch)}, iters, batch.device)["train"]
-    flops = count_flops(model, batch, train=True)
+def measure(model: torch.nn.Module, batch: torch.Tensor, train: bool, iters: int = 3) -> dict:
+    """Seconds, clips/s and achieved FLOP/s of a train step (forward + backward + AdamW, train
+    mode) or an inference forward (eval mode, no grad) of ``model`` on ``batch``."""
+    model.train(train)
+    step = train_step_fn(model, batch) if train else forward_fn(model, batch)
+    seconds = median_times({"step": step}, iters, batch.device)["step"]
+    flops = count_flops(model, batch, train=train)
     return {"seconds": seconds, "clips_per_s": batch.shape[0] / seconds, "flops": flops,
             "flops_per_s": flops / seconds, "peak_memory_mb": peak_memory_mb(batch.device)}
+
+
+def measure_train_step(model: torch.nn.Module, batch: torch.Tensor, iters: int = 3) -> dict:
+    """:func:`measure` of a train step (fused attention)."""
+    return measure(model, batch, train=True, iters=iters)
 
 
 def measure_forward(model: torch.nn.Module, batch: torch.Tensor, iters: int = 3) -> dict:
-    """Inference-forward seconds, clips/s and achieved FLOP/s (eval mode, no grad)."""
-    model.eval()
-    seconds = median_times({"forward": forward_fn(model, batch)}, iters, batch.device)["forward"]
-    flops = count_flops(model, batch, train=False)
-    return {"seconds": seconds, "clips_per_s": batch.shape[0] / seconds, "flops": flops,
-            "flops_per_s": flops / seconds, "peak_memory_mb": peak_memory_mb(batch.device)}
+    """:func:`measure` of an inference forward."""
+    return measure(model, batch, train=False, iters=iters)
 
 
 def compare(models: dict[str, torch.nn.Module], batch: torch.Tensor, iters: int, train: bool) -> dict[str, float]:

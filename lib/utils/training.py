@@ -167,6 +167,9 @@ class Trainer:
     def fit(self) -> dict | None:
         """Train from ``start_epoch`` to ``cfg.epochs``; returns the last evaluation results."""
         results = None
+        if self.start_epoch >= self.cfg.epochs and dist.is_main():
+            print(f"{self.checkpoint_dir} has already trained all {self.cfg.epochs} epochs: raise the count with "
+                  "--set epochs=N to train on, or score it with evaluate.py --evaluate <checkpoint>.")
         if dist.is_main():
             from tensorboardX import SummaryWriter
             self.writer = SummaryWriter(os.path.join(self.checkpoint_dir, "logs"))
