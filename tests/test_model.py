@@ -14,7 +14,7 @@ from lib.model.modules import Hypergraph, HypergraphAttention, relation_bias_ini
 from lib.utils.config import HYPER_DEFAULTS, TRAIN_DEFAULTS, read_yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMPAT = os.path.join(ROOT, "..", "shared", "reference", "motionbert_compat")
+COMPAT = os.path.join(ROOT, "tests", "fixtures", "motionbert_tiny")   # copied from MotionBERT compat targets
 LABEL1 = (0, 1, 1, 1, 2, 2, 2, 0, 0, 3, 3, 4, 4, 4, 5, 5, 5)   # 6 body parts
 LABEL2 = (0, 0, 0, 0, 0, 0, 0, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2)   # 3 parts
 
