@@ -11,8 +11,8 @@ one of the student config. Resuming, evaluation and multi-GPU work as in train.p
 """
 import sys
 
-from lib.utils.cli import add_training_args, base_parser
-from lib.utils.distill import resolve_distill_config, run_distillation
+from lib.utils.cli import add_training_args, base_parser, resolve_config
+from lib.utils.distill import run_distillation
 from lib.utils.run import run_evaluation
 
 
@@ -21,7 +21,7 @@ def main(argv=None):
     parser.add_argument("--distill_cfg", required=True,
                         help="distillation YAML (distill_config/distillation_config.yaml)")
     args = parser.parse_args(argv)
-    cfg = resolve_distill_config(args)
+    cfg = resolve_config(args, distill_cfg=args.distill_cfg)
     if args.evaluate:
         return run_evaluation(cfg, args.evaluate)
     return run_distillation(cfg, args)

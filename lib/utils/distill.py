@@ -32,7 +32,6 @@ from lib.model.factory import CheckpointMismatchError, build_model, count_parame
 from lib.model.loss import compute_losses, loss_mpjpe
 from lib.utils import distributed as dist
 from lib.utils.checkpoint import load_checkpoint
-from lib.utils.cli import resolve_config
 from lib.utils.evaluation import model_input
 from lib.utils.run import run_training
 from lib.utils.training import Trainer
@@ -46,12 +45,6 @@ class DistillError(ValueError):
 
 
 # -- configuration ------------------------------------------------------------------------------
-def resolve_distill_config(args) -> EasyDict:
-    """The student config (``--config``, ``--hyper_cfg``, CLI) with ``cfg.distill`` from
-    ``--distill_cfg`` and ``--set distill.KEY=VALUE`` overrides; exits with a message if invalid."""
-    return resolve_config(args, distill_cfg=args.distill_cfg)
-
-
 def default_teacher_path(rootrel: bool) -> str:
     """Where the README's train.py command puts the full static / global teacher."""
     return f"checkpoint/pose3d/h36m{'' if rootrel else '_global'}/best_epoch.bin"
