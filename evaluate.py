@@ -7,12 +7,12 @@
 Prints the per-action P1/P2 table of the MotionBERT protocol and of the full-coverage
 evaluation, and saves it as JSON next to the checkpoint (``<name>_eval.json``).
 """
-import sys
+from lib.config.cli import add_training_args, base_parser, resolve_config
+from lib.engine.run import run_evaluation
+from lib.errors import entry_point
 
-from lib.utils.cli import add_training_args, base_parser, resolve_config
-from lib.utils.run import run_evaluation
 
-
+@entry_point
 def main(argv=None):
     parser = add_training_args(base_parser(__doc__))
     args = parser.parse_args(argv)
@@ -23,4 +23,3 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
-    sys.exit(0)

@@ -8,12 +8,12 @@ A run resumes automatically from ``<checkpoint>/latest_epoch.bin``; ``-r FILE`` 
 another file. ``--evaluate FILE`` only evaluates (same as evaluate.py).
 Multi-GPU / multi-node: ``torchrun --nproc_per_node N train.py ...``.
 """
-import sys
+from lib.config.cli import add_training_args, base_parser, resolve_config
+from lib.engine.run import run_evaluation, run_training
+from lib.errors import entry_point
 
-from lib.utils.cli import add_training_args, base_parser, resolve_config
-from lib.utils.run import run_evaluation, run_training
 
-
+@entry_point
 def main(argv=None):
     args = add_training_args(base_parser(__doc__)).parse_args(argv)
     cfg = resolve_config(args)
@@ -23,4 +23,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    main()

@@ -9,13 +9,13 @@ The teacher comes from ``teacher_ckpt`` in the distill file (built from the conf
 checkpoint). ``--set distill.KEY=VALUE`` overrides a key of the distill file, ``--set KEY=VALUE``
 one of the student config. Resuming, evaluation and multi-GPU work as in train.py.
 """
-import sys
+from lib.config.cli import add_training_args, base_parser, resolve_config
+from lib.engine.distill import DistillTrainer
+from lib.engine.run import run_evaluation, run_training
+from lib.errors import entry_point
 
-from lib.utils.cli import add_training_args, base_parser, resolve_config
-from lib.utils.distill import run_distillation
-from lib.utils.run import run_evaluation
 
-
+@entry_point
 def main(argv=None):
     parser = add_training_args(base_parser(__doc__))
     parser.add_argument("--distill_cfg", required=True,
@@ -24,8 +24,8 @@ def main(argv=None):
     cfg = resolve_config(args, distill_cfg=args.distill_cfg)
     if args.evaluate:
         return run_evaluation(cfg, args.evaluate)
-    return run_distillation(cfg, args)
+    return run_training(cfg, args, trainer_cls=DistillTrainer)
 
 
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    main()

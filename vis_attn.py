@@ -7,10 +7,9 @@
 Writes spatial, temporal, hyperedge and relation-bias heatmaps averaged over test clips, plus
 index.md / index.html, to vis_data/<run name>/ (the checkpoint's folder name) unless --out_dir.
 """
-import sys
-
-from lib.utils.attention_vis import run_vis_attn
-from lib.utils.cli import base_parser, resolve_config
+from lib.config.cli import base_parser, resolve_config
+from lib.errors import entry_point
+from lib.vis.attention import run_vis_attn
 
 
 def build_parser():
@@ -29,6 +28,7 @@ def build_parser():
     return p
 
 
+@entry_point
 def main(argv=None):
     args = build_parser().parse_args(argv)
     return run_vis_attn(resolve_config(args), args.evaluate, args.out_dir, args.clips, args.layers,
@@ -37,4 +37,3 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
-    sys.exit(0)

@@ -9,16 +9,14 @@ The graph maps ``pose2d [N, T, 17, 3]`` to ``pose3d [N, T, 17, 3]`` (dynamic N, 
 the config's maxlen; see docs/inference.md). Attention runs in onnxruntime's fused
 MultiHeadAttention kernel; ``--portable`` keeps to standard ONNX ops. The file is checked with ``onnx.checker``, run with
 onnxruntime on realistic clips and compared with PyTorch; it is written (atomically) only when
-the largest difference is at most 1e-4, otherwise the script exits with status 1.
+the largest difference is at most 1e-4, otherwise the script stops with an error.
 """
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from lib.model.factory import CheckpointMismatchError, count_parameters  # noqa: E402
-from lib.utils.cli import base_parser, resolve_config  # noqa: E402
-from lib.utils.deploy import OPSET, PARITY_TOLERANCE, deploy, load_model  # noqa: E402
+from lib.config.cli import base_parser, resolve_config
+from lib.errors import entry_point
+from lib.inference.export import OPSET, PARITY_TOLERANCE, deploy
+from lib.model.factory import count_parameters, load_model
 
 
 def parse_args(argv=None):
@@ -43,26 +41,19 @@ def metadata(cfg, checkpoint: str) -> dict:
             "output": "pose3d [N,T,17,3]: x_n, y_n as the input, z_n=2z/w"}
 
 
+@entry_point
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = resolve_config(args)
     checkpoint = args.evaluate or os.path.join(args.checkpoint, "best_epoch.bin")
-    try:
-        model = load_model(cfg, checkpoint)
-    except (FileNotFoundError, CheckpointMismatchError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    model = load_model(cfg, checkpoint)
     print(f"loaded {checkpoint}: version {cfg.version}, {count_parameters(model) / 1e6:.2f} M parameters, "
           f"maxlen {cfg.maxlen}, rootrel {cfg.rootrel}")
-    try:
-        diff = deploy(model, args.deployment, metadata(cfg, checkpoint), args.opset, args.tolerance,
-                      fused_attention=not args.portable)
-    except RuntimeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    diff = deploy(model, args.deployment, metadata(cfg, checkpoint), args.opset, args.tolerance,
+                  fused_attention=not args.portable)
     print(f"wrote {args.deployment} (max |diff| {diff:.3g})")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -13,21 +13,20 @@ Writes ``[T, 17, 3]`` H36M-17 joints, one pose per video frame (normalised units
 with ``--pixel``), and optionally renders the 3D skeleton beside the 2D input.
 """
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from lib.config.cli import base_parser, resolve_config
+from lib.data.keypoint_files import load_track
+from lib.data.keypoints import FORMATS, guess_format, to_h36m
+from lib.data.normalize import normalize_2d
+from lib.errors import InputFileError, entry_point
+from lib.inference.lift import OnnxRunner, TorchRunner, lift, to_pixels
+from lib.io import check_output_path, save_npy
+from lib.model.factory import load_model
 
-from lib.data.keypoints import FORMATS, guess_format, to_h36m  # noqa: E402
-from lib.data.normalize import normalize_2d  # noqa: E402
-from lib.data.keypoint_files import load_track  # noqa: E402
-from lib.utils.cli import base_parser, resolve_config  # noqa: E402
-from lib.utils.deploy import load_model  # noqa: E402
-from lib.utils.wild import OnnxRunner, TorchRunner, lift, to_pixels  # noqa: E402
 
-
-class InputError(ValueError):
+class InputError(InputFileError):
     """Bad command-line input (size, format, model); printed as one line."""
 
 
@@ -79,8 +78,6 @@ def read_pose2d(args) -> tuple[np.ndarray, tuple]:
 def make_runner(args):
     """``(runner, maxlen, rootrel)`` of an .onnx (metadata or --config) or a checkpoint (--config)."""
     if args.model.endswith(".onnx"):
-        if not os.path.isfile(args.model):
-            raise InputError(f"model not found: {args.model}")
         runner = OnnxRunner(args.model, args.threads)
         if args.config:
             cfg = resolve_config(args)
@@ -95,38 +92,27 @@ def make_runner(args):
     return TorchRunner(model, 2 if cfg.no_conf else 3), cfg.maxlen, bool(cfg.rootrel)
 
 
-def save_npy(path: str, array: np.ndarray) -> None:
-    """Write ``array`` atomically."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}.npy"
-    np.save(tmp, array)
-    os.replace(tmp, path)
-
-
 def run(args) -> str:
+    out = args.out or os.path.splitext(args.input)[0] + "_pose3d.npy"
+    check_output_path(out)                          # before the work, not after it
     pose2d, (width, height) = read_pose2d(args)
     runner, maxlen, rootrel = make_runner(args)
     overlap = maxlen // 3 if args.overlap is None else args.overlap
     pose3d = lift(pose2d, runner, maxlen, rootrel, overlap, flip_tta=not args.no_flip)
-    out = args.out or os.path.splitext(args.input)[0] + "_pose3d.npy"
     save_npy(out, to_pixels(pose3d, width, height, rootrel) if args.pixel else pose3d)
     units = "pixels" if args.pixel else "normalised units"
     print(f"wrote {out}: {pose3d.shape} ({'root-relative' if rootrel else 'global'}, {units})")
     if args.render:
-        from lib.utils.render import render
+        from lib.inference.render import render
         print(f"rendered {render(pose3d, pose2d, args.render, height / width, args.fps)}")
     return out
 
 
+@entry_point
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        run(args)
-    except (ValueError, FileNotFoundError) as err:  # InputError, KeypointFileError, CheckpointMismatchError, ...
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    run(parse_args(argv))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,11 +1,5 @@
-"""Test set-up: the repository root on sys.path, and one torch thread."""
-import os
-import sys
-
+"""Test set-up: one torch thread (the repository root is on sys.path through pytest.ini)."""
 import torch
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 # Tests use tiny tensors: one intra-op thread is fastest and avoids oversubscribing CI's 2 cores.
 torch.set_num_threads(1)

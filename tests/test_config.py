@@ -1,7 +1,7 @@
 """Config resolution: closed key set, resolution order, numeric coercion, clear errors."""
 import pytest
 
-from lib.utils.config import ConfigError, load_config
+from lib.config.schema import ConfigError, load_config
 
 HYPER1 = "hyper_config/method2/manual_joint_label1.yaml"
 

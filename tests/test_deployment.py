@@ -9,14 +9,13 @@ import torch
 import yaml
 
 from lib.model.factory import build_model
-from lib.utils.checkpoint import save_checkpoint
-from lib.utils.config import load_config, to_plain
-from lib.utils.deploy import sample_input
+from lib.engine.checkpoint import save_checkpoint
+from lib.config.schema import load_config, to_plain
+from lib.inference.export import sample_input
 
 ort = pytest.importorskip("onnxruntime")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "deployment"))
-import deployment_pose3d  # noqa: E402
+from deployment import deployment_pose3d
 
 HYPER_CFG = os.path.join(ROOT, "hyper_config", "method2", "manual_joint_label1.yaml")
 TINY = {"dim_feat": 16, "dim_rep": 16, "depth": 1, "num_heads": 2, "mlp_ratio": 2, "maxlen": 16, "clip_len": 16}
@@ -65,7 +64,9 @@ def test_export_parity_dynamic_batch_and_frames(version, portable, tmp_path, cap
 def test_parity_failure_exits_1_and_writes_nothing(tmp_path, capsys):
     flags, _ = tiny_checkpoint(tmp_path)
     out = tmp_path / "never.onnx"
-    assert deployment_pose3d.main(flags + ["--deployment", str(out), "--tolerance", "-1"]) == 1
+    with pytest.raises(SystemExit) as exit_:
+        deployment_pose3d.main(flags + ["--deployment", str(out), "--tolerance", "-1"])
+    assert exit_.value.code == 1
     assert "parity check failed" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob("*.onnx"))
 
@@ -73,10 +74,14 @@ def test_parity_failure_exits_1_and_writes_nothing(tmp_path, capsys):
 def test_missing_checkpoint_and_other_architecture_are_clear_errors(tmp_path, capsys):
     flags, _ = tiny_checkpoint(tmp_path, dim_feat=32)
     args = ["--config", flags[1], "--deployment", str(tmp_path / "x.onnx")]
-    assert deployment_pose3d.main(args + ["--evaluate", str(tmp_path / "missing.bin")]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        deployment_pose3d.main(args + ["--evaluate", str(tmp_path / "missing.bin")])
+    assert exit_.value.code == 2
     assert "checkpoint not found" in capsys.readouterr().err
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump(TINY))                 # dim_feat 16 vs the checkpoint's 32
-    assert deployment_pose3d.main(["--config", str(other), "--evaluate", flags[-1],
-                                   "--deployment", str(tmp_path / "x.onnx")]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        deployment_pose3d.main(["--config", str(other), "--evaluate", flags[-1],
+                                "--deployment", str(tmp_path / "x.onnx")])
+    assert exit_.value.code == 2
     assert "does not match" in capsys.readouterr().err

@@ -9,9 +9,9 @@ import train
 import train_distill
 from lib.model.distiller import Distiller, normalised_mse
 from lib.model.factory import build_model
-from lib.utils.checkpoint import load_checkpoint
-from lib.utils.config import load_config
-from lib.utils.distill import DistillTrainer
+from lib.engine.checkpoint import load_checkpoint
+from lib.config.schema import load_config
+from lib.engine.distill import DistillTrainer
 
 TINY = {
     "epochs": 2, "batch_size": 16, "learning_rate": 2e-3, "checkpoint_frequency": 1,

@@ -10,10 +10,11 @@ from easydict import EasyDict
 from lib.data.synthetic import write_synthetic_h36m
 from lib.model.factory import CheckpointMismatchError, build_model, extract_state_dict, load_weights
 from lib.model.pretrained import infer_architecture, load_pretrained, resize_temporal_embedding
-from lib.utils.checkpoint import load_checkpoint
-from lib.utils.cli import add_training_args, base_parser, resolve_config
-from lib.utils.evaluation import model_input
-from lib.utils.training import Trainer
+from lib.engine.checkpoint import load_checkpoint
+from lib.config.cli import add_training_args, base_parser, resolve_config
+from lib.errors import ConfigError
+from lib.engine.evaluator import model_input
+from lib.engine.trainer import Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "motionbert_tiny", "tiny_dstformer_checkpoint.bin")
@@ -143,7 +144,7 @@ def test_cli_flags_and_finetune_config_need_a_checkpoint(tmp_path):
     cfg = resolve_config(parser.parse_args(["--config", config, "-p", FIXTURE, "--backbone_lr_mult", "0.1",
                                             "--freeze_backbone_epochs", "2"]))
     assert (cfg.pretrained, cfg.backbone_lr_mult, cfg.freeze_backbone_epochs) == (FIXTURE, 0.1, 2)
-    with pytest.raises(SystemExit, match="--pretrained PATH"):
+    with pytest.raises(ConfigError, match="--pretrained PATH"):
         resolve_config(parser.parse_args(["--config", config]))
 
 
@@ -158,7 +159,7 @@ def data_root(tmp_path_factory):
 
 
 def train_cfg(data_root, **changes):
-    from lib.utils.config import load_config
+    from lib.config.schema import load_config
     sizes = {k: v for k, v in MB_TINY.items() if k not in ("dim_in", "dim_out")}
     cfg = {**sizes, "epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "lr_decay": 0.5,
            "clip_len": 27, "data_stride": 27, "sample_stride": 1, "num_workers": 0, "no_eval": True,

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from lib.utils import metrics as M
+from lib.engine import metrics as M
 
 
 def random_pose(seed=0, frames=None):

@@ -11,7 +11,7 @@ from lib.model.dstformer import DSTformer, DSTformerConfig
 from lib.model.factory import (CheckpointMismatchError, build_model, clean_state_dict, count_parameters,
                                extract_state_dict, load_weights)
 from lib.model.modules import Hypergraph, HypergraphAttention, relation_bias_init
-from lib.utils.config import HYPER_DEFAULTS, TRAIN_DEFAULTS, read_yaml
+from lib.config.schema import HYPER_DEFAULTS, TRAIN_DEFAULTS, read_yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPAT = os.path.join(ROOT, "tests", "fixtures", "motionbert_tiny")   # copied from MotionBERT compat targets

@@ -6,7 +6,7 @@ import torch
 
 from lib.data.skeleton import NUM_JOINTS
 from lib.model.dstformer import DSTformer, DSTformerConfig
-from lib.utils.deploy import INPUT_NAME, export
+from lib.inference.export import INPUT_NAME, export
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -1,4 +1,4 @@
-"""lib/data/synthetic.py and tools/make_synthetic_h36m.py: schema, geometry, noise, determinism."""
+"""lib/data/synthetic/ and tools/make_synthetic_h36m.py: schema, geometry, noise, determinism."""
 import pickle
 import re
 

@@ -11,9 +11,9 @@ import yaml
 import evaluate
 import train
 from lib.data.skeleton import flip
-from lib.utils.checkpoint import load_checkpoint
-from lib.utils.config import ConfigError, load_config
-from lib.utils.evaluation import Evaluator, prepare_target
+from lib.engine.checkpoint import load_checkpoint
+from lib.config.schema import ConfigError, load_config
+from lib.engine.evaluator import Evaluator, prepare_target
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,7 +54,7 @@ def test_quickstart_path_made_source_and_clips(data_dir):
 
 
 def test_two_epochs_lower_the_loss_and_write_checkpoints(data_dir, tmp_path):
-    from lib.utils.training import Trainer
+    from lib.engine.trainer import Trainer
     cfg = load_config(write_config(data_dir, {}))
     trainer = Trainer(cfg, str(tmp_path / "run"), seed=0)
     trainer.setup()
@@ -128,7 +128,7 @@ def test_evaluator_scores_a_known_perturbation(data_dir):
     evaluator = Evaluator(cfg)
     res = evaluator.run(oracle_for(evaluator, True, scale=1.1))["full_coverage"]
     meta = evaluator.meta
-    from lib.utils.metrics import frame_is_blocked
+    from lib.engine.metrics import frame_is_blocked
     keep = ~frame_is_blocked(meta.sources)
     dist = np.linalg.norm(meta.gt_mm - meta.gt_mm[:, :1], axis=-1).mean(-1)
     expected = np.mean([0.1 * dist[keep & (meta.actions == a)].mean() for a in np.unique(meta.actions)])

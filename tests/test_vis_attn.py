@@ -10,10 +10,10 @@ from matplotlib.image import imread
 
 import vis_attn
 from lib.model.factory import build_model
-from lib.utils import attention_vis as av
-from lib.utils.checkpoint import save_checkpoint
-from lib.utils.cli import resolve_config
-from lib.utils.config import load_config, to_plain
+from lib.vis import attention as av
+from lib.engine.checkpoint import save_checkpoint
+from lib.config.cli import resolve_config
+from lib.config.schema import load_config, to_plain
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HYPER = os.path.join(ROOT, "hyper_config", "method2", "manual_joint_label1.yaml")

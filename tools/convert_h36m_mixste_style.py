@@ -11,26 +11,22 @@ Train clips start every ``--stride`` (strided) frames; test clips do not overlap
 subsamples every per-frame array first. Re-running is a no-op. ``--pack`` builds the fast store
 from the per-clip pickles already in ``--out_dir`` (e.g. a folder made by MotionBERT).
 """
-import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from lib.data.h36m import DataError  # noqa: E402
-from lib.data.clip_store import pack_pickle_clips  # noqa: E402
-from lib.data.prepare import convert_source_to_clips  # noqa: E402
+from lib.config.cli import ArgumentParser, positive_int
+from lib.data.clip_store import pack_pickle_clips
+from lib.data.prepare import convert_source_to_clips
+from lib.errors import entry_point
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(__doc__)
     p.add_argument("--dt_root", default="data/motion3d/H36M-SH", help="folder of the source pickle")
     p.add_argument("--dt_file", default="h36m_sh_conf_cam_source_final.pkl", help="source pickle name")
     p.add_argument("--out_dir", default="data/motion3d/H36M-SH/Mixste_Style_v2", help="clip folder")
-    p.add_argument("-f", "--frames", type=int, default=243, help="clip length (strided frames)")
-    p.add_argument("-s", "--stride", type=int, default=81, help="train clip stride; test clips do not overlap")
-    p.add_argument("--tds", type=int, default=2, help="temporal downsampling of every per-frame array")
+    p.add_argument("-f", "--frames", type=positive_int, default=243, help="clip length (strided frames)")
+    p.add_argument("-s", "--stride", type=positive_int, default=81, help="train clip stride; test clips do not overlap")
+    p.add_argument("--tds", type=positive_int, default=2, help="temporal downsampling of every per-frame array")
     p.add_argument("--store", choices=("pkl", "npy", "both"), default="both",
                    help="per-clip pickles (MotionBERT), the fast memory-mapped store, or both")
     p.add_argument("--pack", action="store_true",
@@ -39,19 +35,17 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+@entry_point
 def main(argv=None):
     args = parse_args(argv)
     t0 = time.time()
-    try:
-        if args.pack:
-            counts = pack_pickle_clips(args.out_dir)
-            print(f"{args.out_dir}: packed {counts['train']} train and {counts['test']} test clips "
-                  f"into the fast store in {time.time() - t0:.1f} s")
-            return
-        counts = convert_source_to_clips(args.dt_root, args.dt_file, args.out_dir, args.frames,
-                                         args.stride, args.tds, force=args.force, stores=args.store)
-    except DataError as err:
-        sys.exit(f"error: {err}")
+    if args.pack:
+        counts = pack_pickle_clips(args.out_dir)
+        print(f"{args.out_dir}: packed {counts['train']} train and {counts['test']} test clips "
+              f"into the fast store in {time.time() - t0:.1f} s")
+        return
+    counts = convert_source_to_clips(args.dt_root, args.dt_file, args.out_dir, args.frames,
+                                     args.stride, args.tds, force=args.force, stores=args.store)
     print(f"{args.out_dir}: {counts['train']} train clips, {counts['test']} test clips "
           f"({args.frames} frames, stride {args.stride}, tds {args.tds}, store {args.store}) in {time.time() - t0:.1f} s")
 

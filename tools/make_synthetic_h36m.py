@@ -4,22 +4,18 @@
     python tools/make_synthetic_h36m.py --out /tmp/tiny.pkl --size tiny --seed 1
 
 Same seed and options give the same bytes. Sizes (frames per video): tiny 128 (for tests),
-small ~300, default ~600 (about 365k train / 144k test frames). See lib/data/synthetic.py for the
+small ~300, default ~600 (about 365k train / 144k test frames). See lib/data/synthetic/ for the
 schema, the 2.5D convention and the detector-noise model.
 """
-import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from lib.data.synthetic import SIZES, write_synthetic_h36m  # noqa: E402
+from lib.config.cli import ArgumentParser
+from lib.data.synthetic import SIZES, write_synthetic_h36m
+from lib.errors import entry_point
 
 DEFAULT_OUT = "data/motion3d/synthetic/h36m_sh_conf_cam_source_final.pkl"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(__doc__)
     p.add_argument("--out", default=DEFAULT_OUT, help="output pickle path (written atomically)")
     p.add_argument("--seed", type=int, default=0, help="random seed (>= 0)")
     p.add_argument("--size", choices=sorted(SIZES), default="default", help="frames per video")
@@ -27,6 +23,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+@entry_point
 def main(argv=None):
     args = parse_args(argv)
     summary = write_synthetic_h36m(args.out, seed=args.seed, size=args.size,

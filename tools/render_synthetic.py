@@ -7,9 +7,7 @@ Top row: the camera image frame with the ground-truth projection (grey) and the 
 joints coloured by detector confidence. Bottom row: the same frame's 3D pose in world mm (Z up,
 floor at Z = 0). One frame per action is picked where the action shows best.
 """
-import argparse
 import os
-import sys
 
 import matplotlib
 
@@ -17,9 +15,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
+from lib.config.cli import ArgumentParser  # noqa: E402
 from lib.data import camera as cam  # noqa: E402
+from lib.errors import entry_point  # noqa: E402
+from lib.io import atomic_write  # noqa: E402
 from lib.data.skeleton import LEFT, LIMBS, RIGHT  # noqa: E402
 from lib.data.synthetic import make_synthetic_h36m  # noqa: E402
 
@@ -96,12 +95,14 @@ def render(out: str, actions, subject: int = 9, camera: int = 2, seed: int = 0, 
     fig.suptitle("Synthetic H36M: 2D detections in the camera image (pixels; grey = ground truth) "
                  "and the 3D pose (world mm)", fontsize=9)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    fig.savefig(out, dpi=dpi)
+    with atomic_write(out) as f:
+        fig.savefig(f, dpi=dpi, format=os.path.splitext(out)[1][1:] or "png")
     plt.close(fig)
 
 
+@entry_point
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(__doc__)
     p.add_argument("--out", default="docs/img/synthetic_frames.png")
     p.add_argument("--actions", default="Walking,Greeting,Phoning,Sitting", help="comma-separated")
     p.add_argument("--subject", type=int, default=9)

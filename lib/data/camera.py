@@ -19,6 +19,8 @@ from typing import Sequence, Union
 
 import numpy as np
 
+from lib.errors import DataError
+
 CAMERA_IDS = ('54138969', '55011271', '58860488', '60457274')
 SUBJECTS = ('S1', 'S5', 'S6', 'S7', 'S8', 'S9', 'S11')
 
@@ -118,7 +120,7 @@ EXTRINSICS: dict[str, tuple] = {
 }
 
 
-class UnknownCameraError(ValueError):
+class UnknownCameraError(DataError):
     """A camera name that is not one of the four H36M camera ids."""
 
 
@@ -147,7 +149,7 @@ def subject_key(subject: Union[int, str]) -> str:
     text = str(subject).upper().lstrip('S')
     key = f"S{int(text)}" if text.isdigit() else str(subject)
     if key not in EXTRINSICS:
-        raise ValueError(f"unknown subject {subject!r}; known subjects are {', '.join(SUBJECTS)}")
+        raise DataError(f"unknown subject {subject!r}; known subjects are {', '.join(SUBJECTS)}")
     return key
 
 

@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import json
 import os
-import pickle
 import warnings
 
 import numpy as np
 from tqdm import tqdm
 
-from lib.data.h36m import DataError
+from lib.errors import ConfigError, DataError
+from lib.io import atomic_path, load_json, load_pickle, write_json, write_pickle
 
 META_FILE = "meta.json"
 STORES = ("pkl", "npy")
@@ -57,8 +56,10 @@ def clip_files(split_dir: str) -> list[str]:
 
 def read_pickle_clip(path: str) -> tuple[np.ndarray, np.ndarray]:
     """``(data_input, data_label)`` of one MotionBERT clip file."""
-    with open(path, "rb") as f:
-        sample = pickle.load(f)
+    sample = load_pickle(path, "clip file", hint=f"re-slice the clips with {CONVERTER}")
+    if not isinstance(sample, dict) or "data_input" not in sample or "data_label" not in sample:
+        raise ClipStoreError(f"{path}: a clip file must hold a dict with 'data_input' and 'data_label'; "
+                             f"re-slice the clips with {CONVERTER}")
     return sample["data_input"], sample["data_label"]
 
 
@@ -68,8 +69,7 @@ def write_pickle_clips(split_dir: str, inputs: np.ndarray, labels: np.ndarray, d
     os.makedirs(split_dir, exist_ok=True)
     for i in tqdm(range(len(inputs)), desc=desc or split_dir, unit="clip", mininterval=1.0):
         sample = {"data_input": inputs[i].astype(np.float32), "data_label": labels[i].astype(np.float32)}
-        with open(os.path.join(split_dir, f"{i:08d}.pkl"), "wb") as f:
-            pickle.dump(sample, f, protocol=4)
+        write_pickle(os.path.join(split_dir, f"{i:08d}.pkl"), sample)
 
 
 def remove_pickle_clips(split_dir: str) -> None:
@@ -94,14 +94,13 @@ def write_array_clips(out_dir: str, split: str, inputs: np.ndarray, labels: np.n
     os.makedirs(out_dir, exist_ok=True)
     n, frames, joints, _ = np.shape(inputs)
     shape = [int(n), 2, int(frames), int(joints), ARRAY_CHANNELS]
-    tmp = array_path + ".tmp.npy"
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=tuple(shape))
-    for start in range(0, n, 256):                # chunks: no second full copy in memory
-        out[start:start + 256, 0] = inputs[start:start + 256]
-        out[start:start + 256, 1] = labels[start:start + 256]
-    out.flush()
-    del out
-    os.replace(tmp, array_path)
+    with atomic_path(array_path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=tuple(shape))
+        for start in range(0, n, 256):                # chunks: no second full copy in memory
+            out[start:start + 256, 0] = inputs[start:start + 256]
+            out[start:start + 256, 1] = labels[start:start + 256]
+        out.flush()
+        del out
     header = {"format": ARRAY_FORMAT, "version": 1, "file": os.path.basename(array_path),
               "num_clips": int(n), "frames": int(frames), "joints": int(joints),
               "channels": ARRAY_CHANNELS, "dtype": "float32", "shape": shape,
@@ -134,10 +133,9 @@ def read_array_header(out_dir: str, split: str) -> dict:
     if not os.path.isfile(header_path):
         raise ClipStoreError(f"fast clip store header not found: {header_path}\n{rebuild_hint(out_dir)}")
     try:
-        with open(header_path, encoding="utf-8") as f:
-            header = json.load(f)
-    except (OSError, ValueError) as err:
-        raise ClipStoreError(f"{header_path}: unreadable header ({err})\n{rebuild_hint(out_dir)}") from err
+        header = load_json(header_path, "fast clip store header", ClipStoreError)
+    except ClipStoreError as err:
+        raise ClipStoreError(f"{err}\n{rebuild_hint(out_dir)}") from None
     keys = ("num_clips", "frames", "joints", "channels", "dtype", "shape", "bytes")
     if not isinstance(header, dict) or header.get("format") != ARRAY_FORMAT or any(k not in header for k in keys):
         raise ClipStoreError(f"{header_path}: not a {ARRAY_FORMAT} header (needs format and {list(keys)})\n"
@@ -237,7 +235,7 @@ def choose_store(folders: list[str], split: str, mode: str = "auto") -> str:
     pickles (if any), else the pickle folders (with a warning when a fast store is broken).
     """
     if mode not in STORE_CHOICES:
-        raise ValueError(f"clip_store must be one of {STORE_CHOICES}, got {mode!r}")
+        raise ConfigError(f"clip_store must be one of {STORE_CHOICES}, got {mode!r}")
     if mode != "auto":
         return mode
     for folder in folders:
@@ -276,8 +274,10 @@ def read_meta(out_dir: str) -> dict | None:
     path = os.path.join(out_dir, META_FILE)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    meta = load_json(path, "clip folder meta.json", DataError)
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: expected a JSON object; delete it and re-slice the clips with {CONVERTER}")
+    return meta
 
 
 def meta_stores(meta: dict | None) -> list[str]:
@@ -288,13 +288,6 @@ def meta_stores(meta: dict | None) -> list[str]:
 def write_meta(out_dir: str, meta: dict) -> None:
     write_json(os.path.join(out_dir, META_FILE), meta)
 
-
-def write_json(path: str, data: dict) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
 
 
 def file_sha256(path: str) -> str:

@@ -23,7 +23,6 @@ deterministic (no global RNG, G1.4).
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +30,8 @@ import numpy as np
 from lib.data.camera import resolutions
 from lib.data.normalize import denormalize_3d, normalize_2d, normalize_3d
 from lib.data.skeleton import NUM_JOINTS
+from lib.errors import ConfigError, DataError
+from lib.io import load_pickle
 
 SPLITS = ("train", "test")
 REQUIRED_KEYS = {
@@ -42,18 +43,13 @@ SYNTHETIC_HINT = ("To try Pose3D without the licensed data, make an H36M-format 
                   "    python tools/make_synthetic_h36m.py --out {path}")
 
 
-class DataError(ValueError):
-    """The source data is missing or malformed; the message says what and how to fix it."""
-
-
 def load_source(path: str) -> dict:
     """Unpickle the source file, with a clear error when it is missing or not in the schema."""
     if not os.path.isfile(path):
         raise DataError(f"H36M source file not found: {path}\n"
                         "Put MotionBERT's h36m_sh_conf_cam_source_final.pkl there (see docs/data.md).\n"
                         + SYNTHETIC_HINT.format(path=path))
-    with open(path, "rb") as f:
-        data = pickle.load(f)
+    data = load_pickle(path, "H36M source pickle", hint="see docs/data.md")
     if not isinstance(data, dict) or not all(s in data for s in SPLITS):
         raise DataError(f"{path}: expected a dict with 'train' and 'test' splits (see docs/data.md)")
     for split in SPLITS:
@@ -152,7 +148,7 @@ class DataReaderH36M:
                  dt_file: str = "h36m_sh_conf_cam_source_final.pkl", read_confidence: bool = True,
                  frame_offset: int = 0, source: dict | None = None):
         if min(n_frames, sample_stride, data_stride_train, data_stride_test) < 1:
-            raise ValueError("n_frames, sample_stride and the data strides must be positive")
+            raise ConfigError("n_frames, sample_stride and the data strides must be positive")
         self.path = os.path.join(dt_root, dt_file)
         self.raw = source if source is not None else load_source(self.path)
         self.n_frames = n_frames
@@ -160,7 +156,7 @@ class DataReaderH36M:
         self.data_stride = {"train": data_stride_train, "test": data_stride_test}
         self.read_confidence = read_confidence
         if not 0 <= frame_offset < sample_stride:
-            raise ValueError(f"frame_offset must be in [0, {sample_stride}), got {frame_offset}")
+            raise ConfigError(f"frame_offset must be in [0, {sample_stride}), got {frame_offset}")
         self.frame_offset = frame_offset
         self._res = {split: resolutions(self._strided(split, "camera_name")) for split in SPLITS}
 

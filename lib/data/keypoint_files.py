@@ -23,17 +23,19 @@ the neighbouring detections and held constant before the first and after the las
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
+from lib.errors import InputFileError
+from lib.io import check_input_file, load_json, load_npy, load_npz
+
 Frames = dict  # frame index -> list of (track id or None, keypoints [K, 3])
 
 
-class KeypointFileError(ValueError):
+class KeypointFileError(InputFileError):
     """A keypoint file cannot be read as one person's 2D keypoints; the message says why."""
 
 
@@ -49,8 +51,7 @@ class Track:
 def load_track(path: str, focus=None, num_frames: int | None = None) -> Track:
     """The track of one person in ``path`` (see module doc); ``num_frames`` extends it to the
     video's length when the person is missing from the last frames."""
-    if not os.path.isfile(path):
-        raise KeypointFileError(f"keypoint file not found: {path}")
+    check_input_file(path, "keypoint file", KeypointFileError)
     ext = os.path.splitext(path)[1].lower()
     if ext in (".npy", ".npz"):
         frames, size = _frames_from_array(_read_numpy(path, ext), path), None
@@ -63,22 +64,21 @@ def load_track(path: str, focus=None, num_frames: int | None = None) -> Track:
 
 
 def _read_json(path: str):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as err:
-        raise KeypointFileError(f"{path}: malformed JSON ({err})") from None
+    return load_json(path, "keypoint file", KeypointFileError)
 
 
 def _read_numpy(path: str, ext: str) -> np.ndarray:
     if ext == ".npy":
-        return np.load(path, allow_pickle=False)
-    with np.load(path, allow_pickle=False) as data:
-        if "kpts" in data:
-            scores = data["kpts_score"] if "kpts_score" in data else np.ones(data["kpts"].shape[:-1] + (1,))
-            return np.concatenate([data["kpts"], scores.reshape(data["kpts"].shape[:-1] + (1,))], -1)
-        if "keypoints" in data:
-            return data["keypoints"]
+        return load_npy(path, "keypoint file", KeypointFileError)
+    return load_npz(path, lambda data: _keypoints_from_npz(data, path), "keypoint file", KeypointFileError)
+
+
+def _keypoints_from_npz(data, path: str) -> np.ndarray:
+    if "kpts" in data:
+        scores = data["kpts_score"] if "kpts_score" in data else np.ones(data["kpts"].shape[:-1] + (1,))
+        return np.concatenate([data["kpts"], scores.reshape(data["kpts"].shape[:-1] + (1,))], -1)
+    if "keypoints" in data:
+        return data["keypoints"]
     raise KeypointFileError(f"{path}: expected arrays 'kpts' (+ 'kpts_score') or 'keypoints' in the .npz")
 
 

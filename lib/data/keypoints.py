@@ -42,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from lib.data.skeleton import NUM_JOINTS
+from lib.errors import InputFileError
 
 # H36M joint j = mean of the source joints SOURCES[fmt][j].
 _SHARED = ((5,), (7,), (9,), (6,), (8,), (10,))            # joints 11..16: arms
@@ -60,7 +61,7 @@ def conversion_matrix(fmt: str) -> np.ndarray:
     if fmt == "h36m":
         return np.eye(NUM_JOINTS)
     if fmt not in SOURCES:
-        raise ValueError(f"unknown keypoint format {fmt!r}; expected one of {FORMATS}")
+        raise InputFileError(f"unknown keypoint format {fmt!r}; expected one of {FORMATS}")
     matrix = np.zeros((NUM_JOINTS, NUM_SOURCE_JOINTS[fmt]))
     for joint, sources in enumerate(SOURCES[fmt]):
         matrix[joint, list(sources)] = 1.0 / len(sources)
@@ -72,9 +73,9 @@ def to_h36m(keypoints: np.ndarray, fmt: str) -> np.ndarray:
     keypoints = np.asarray(keypoints, dtype=np.float64)
     expected = NUM_SOURCE_JOINTS.get(fmt)
     if expected is None:
-        raise ValueError(f"unknown keypoint format {fmt!r}; expected one of {FORMATS}")
+        raise InputFileError(f"unknown keypoint format {fmt!r}; expected one of {FORMATS}")
     if keypoints.ndim < 2 or keypoints.shape[-2] != expected:
-        raise ValueError(f"{fmt} keypoints need {expected} joints per frame ([..., {expected}, C]), "
+        raise InputFileError(f"{fmt} keypoints need {expected} joints per frame ([..., {expected}, C]), "
                          f"got shape {keypoints.shape}")
     return np.einsum("jk,...kc->...jc", conversion_matrix(fmt), keypoints).astype(np.float32)
 
@@ -83,6 +84,6 @@ def guess_format(num_joints: int) -> str:
     """The format of a file with ``num_joints`` joints: 26 -> halpe, 17 -> coco (H36M must be named)."""
     formats = {26: "halpe", 17: "coco"}
     if num_joints not in formats:
-        raise ValueError(f"cannot read keypoints with {num_joints} joints per person: expected 17 "
+        raise InputFileError(f"cannot read keypoints with {num_joints} joints per person: expected 17 "
                          "(COCO-17, or H36M-17 with --format h36m) or 26 (Halpe-26)")
     return formats[num_joints]

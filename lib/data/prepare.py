@@ -15,7 +15,8 @@ import time
 from lib.data.clip_store import (STORES, array_store_valid, clip_files, meta_stores, pack_pickle_clips,
                                  read_meta, remove_array_clips, remove_pickle_clips, store_is_complete,
                                  write_array_clips, write_meta, write_pickle_clips)
-from lib.data.h36m import SPLITS, DataError, DataReaderH36M, load_source
+from lib.data.h36m import SPLITS, DataReaderH36M, load_source
+from lib.errors import ConfigError, DataError
 
 
 def clip_spec(source_path: str, frames: int, stride: int, tds: int) -> dict:
@@ -31,7 +32,7 @@ def parse_stores(stores) -> list[str]:
     names = list(STORES) if stores == "both" else [stores] if isinstance(stores, str) else list(stores)
     unknown = [s for s in names if s not in STORES]
     if unknown or not names:
-        raise ValueError(f"store must be 'pkl', 'npy' or 'both', got {stores!r}")
+        raise ConfigError(f"store must be 'pkl', 'npy' or 'both', got {stores!r}")
     return names
 
 

@@ -1,0 +1,1 @@
+"""Models: the (hypergraph) DSTformer, its blocks, losses, distiller, building and loading."""

@@ -1,7 +1,7 @@
 """Build models from a resolved config and move weights in and out of them.
 
-Every script builds its model with :func:`build_model` and loads weights with
-:func:`load_weights` (after :func:`extract_state_dict` for a whole checkpoint), so MotionBERT
+Every script builds its model with :func:`build_model` and loads a checkpoint into it with
+:func:`load_model` (build + :func:`load_weights` of :func:`extract_state_dict`), so MotionBERT
 checkpoints (``model_pos``, ``module.`` prefixes) and Pose3D checkpoints load the same way.
 """
 from __future__ import annotations
@@ -11,18 +11,23 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from lib.errors import CheckpointError
+from lib.io import load_checkpoint
 from lib.model.dstformer import DSTformer, DSTformerConfig
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# Model config keys worth comparing when a checkpoint does not fit the command line's config.
+ARCH_KEYS = ("version", "dim_feat", "dim_rep", "depth", "num_heads", "mlp_ratio", "maxlen",
+             "no_conf", "joint_label")
 STATE_DICT_KEYS = ("model_pos", "model", "state_dict")
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(CheckpointError):
     """A state_dict does not fit the model (missing/unexpected keys or different shapes)."""
 
 
 def model_config(cfg: Mapping) -> DSTformerConfig:
-    """Map a resolved training config (EasyDict/dict, see lib/utils/config.py) to a DSTformerConfig."""
+    """Map a resolved training config (EasyDict/dict, see lib/config/schema.py) to a DSTformerConfig."""
     version = int(cfg.get("version", 1))
     label = cfg.get("joint_label")
     return DSTformerConfig(
@@ -100,3 +105,33 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], stric
     model.load_state_dict({k: v for k, v in state_dict.items() if k in own and own[k].shape == v.shape},
                           strict=False)
     return model
+
+
+def load_model(cfg: Mapping, path: str, verbose: bool = False, checkpoint: Mapping | None = None) -> nn.Module:
+    """The config's model with the weights of the checkpoint at ``path`` (strict), in eval mode.
+
+    The one "build model + load weights" helper of every entry point (evaluate, heatmaps, export,
+    video lifting, distillation teacher). Raises :class:`CheckpointError` for an unreadable file
+    and :class:`CheckpointMismatchError` naming the differing keys and, when the checkpoint stores
+    its training config, the architecture settings that differ from ``cfg``. ``checkpoint``: the
+    already loaded contents of ``path``, when the caller needed them first.
+    """
+    checkpoint = load_checkpoint(path) if checkpoint is None else checkpoint
+    model = build_model(cfg, verbose=verbose)
+    try:
+        load_weights(model, extract_state_dict(checkpoint))
+    except CheckpointMismatchError as err:
+        raise CheckpointMismatchError(f"{path} does not match --config/--version/--hyper_cfg: {err}{config_hint(cfg, checkpoint.get('config'))}") from None
+    return model.eval()
+
+
+def config_hint(cfg: Mapping, saved) -> str:
+    """Lines naming the architecture keys whose value differs between ``cfg`` and ``saved``."""
+    if not isinstance(saved, Mapping):
+        return ""
+    diffs = [f"  {k}: command line {cfg.get(k)!r}, checkpoint {saved.get(k)!r}"
+             for k in ARCH_KEYS if k in saved and cfg.get(k) != saved.get(k)]
+    if not diffs:
+        return ""
+    return ("\nThe checkpoint was trained with a different model config (pass the run's --config, "
+            "--hyper_cfg and --version):\n" + "\n".join(diffs))

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.errors import CheckpointError, ConfigError
+from lib.io import load_checkpoint
 from lib.model.factory import CheckpointMismatchError, extract_state_dict, shorten
 from lib.model.modules import Attention, HypergraphAttention
 
@@ -93,7 +95,7 @@ def is_version2_key(key: str) -> bool:
 def resize_temporal_embedding(weight: torch.Tensor, length: int, mode: str = "auto") -> tuple[torch.Tensor, str]:
     """``temp_embed [1, L, 1, C]`` -> ``[1, length, 1, C]`` and a message (see module docstring)."""
     if mode not in TEMP_EMBED_RESIZE_MODES:
-        raise ValueError(f"temp_embed_resize must be one of {TEMP_EMBED_RESIZE_MODES}, got {mode!r}")
+        raise ConfigError(f"temp_embed_resize must be one of {TEMP_EMBED_RESIZE_MODES}, got {mode!r}")
     old = weight.shape[1]
     if mode == "auto" and length < old:
         return weight[:, :length].clone(), (f"temp_embed truncated from {old} to its first {length} frames "
@@ -110,11 +112,9 @@ def resolve_pretrained_path(path: str) -> str:
         candidate = os.path.join(path, DEFAULT_SELECTION)
         if not os.path.isfile(candidate):
             files = sorted(f for f in os.listdir(path) if f.endswith((".bin", ".pth", ".pt")))
-            raise FileNotFoundError(f"pretrained folder {path} has no {DEFAULT_SELECTION}; "
+            raise CheckpointError(f"pretrained folder {path} has no {DEFAULT_SELECTION}; "
                                     f"pass one of its files instead: {files}")
         return candidate
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"pretrained checkpoint not found: {path}")
     return path
 
 
@@ -215,7 +215,7 @@ def load_pretrained(model: nn.Module, path: str, temp_embed_resize: str = "auto"
     ``apply=False`` only checks and reports (used on resume, where the resumed weights win).
     """
     path = resolve_pretrained_path(path)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(path, "pretrained checkpoint")
     config = checkpoint.get("config") if isinstance(checkpoint.get("config"), Mapping) else None
     report, tensors = match_state_dict(model, extract_state_dict(checkpoint), temp_embed_resize, path, config)
     if apply:

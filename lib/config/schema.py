@@ -10,11 +10,13 @@ falls back to a default. The resolved config is saved next to every checkpoint.
 from __future__ import annotations
 
 import copy
-import os
 from typing import Any, Iterable, Mapping
 
 import yaml
 from easydict import EasyDict
+
+from lib.errors import ConfigError
+from lib.io import load_yaml, write_yaml
 
 # Every key a training config may set, with its default. Names follow MotionBERT/EHGFormer.
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -71,19 +73,9 @@ DISTILL_DEFAULTS: dict[str, Any] = {
 DISTILL_PREFIX = "distill."   # --set distill.KEY=VALUE overrides a --distill_cfg key
 
 
-class ConfigError(ValueError):
-    """A configuration file or value is wrong; the message says which key and file."""
-
-
 def read_yaml(path: str) -> dict:
-    """Read a YAML mapping, with a clear error if the file is missing or not a mapping."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path!r}")
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
-    return data
+    """Read a YAML mapping (see :func:`lib.io.load_yaml` for the errors)."""
+    return load_yaml(path)
 
 
 def _merge_checked(base: dict, update: Mapping, known: Iterable[str], source: str) -> None:
@@ -166,7 +158,7 @@ def validate_distill(distill: Mapping[str, Any], cfg: Mapping[str, Any]) -> None
     """Check the ``--distill_cfg`` section against itself and the student config.
 
     The teacher-dependent checks (``t_dep``/``t_cs``/``t_f``, teacher layer ids, rootrel) need
-    the teacher checkpoint and live in ``lib.utils.distill``.
+    the teacher checkpoint and live in ``lib.engine.distill``.
     """
     ids_t, ids_s = distill["middle_ids_t"], distill["middle_ids_s"]
     for key in ("middle_ids_t", "middle_ids_s"):
@@ -219,7 +211,4 @@ def to_plain(cfg: Mapping) -> dict:
 
 def save_config(cfg: Mapping, path: str) -> None:
     """Write the resolved config as YAML (atomically)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.safe_dump(to_plain(cfg), f, sort_keys=False)
-    os.replace(tmp, path)
+    write_yaml(path, to_plain(cfg))

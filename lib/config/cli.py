@@ -2,14 +2,36 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from lib.utils.config import ConfigError, load_config, parse_override
+from lib.config.schema import ConfigError, load_config, parse_override
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are :class:`ConfigError` (one ``error: ...`` line, exit status 2
+    through :func:`lib.errors.entry_point`) instead of a usage block."""
+
+    def __init__(self, description: str = "", **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(description=description, **kwargs)
+
+    def error(self, message: str):
+        raise ConfigError(f"{message} (see {self.prog} --help)")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def base_parser(description: str) -> ArgumentParser:
     """Flags every entry point takes: config files, model version and config overrides."""
-    p = argparse.ArgumentParser(description=description)
+    p = ArgumentParser(description)
     p.add_argument("--config", required=True, help="training config YAML (configs/pose3d/*.yaml)")
     p.add_argument("--hyper_cfg", default=None, help="hyperedge partition YAML (hyper_config/method2/*.yaml)")
     p.add_argument("--hyper_relation_bias", choices=("none", "uniform"), default=None,
@@ -40,15 +62,8 @@ def add_training_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace, distill_cfg: str | None = None):
-    """Config from the files in ``args`` plus explicit CLI values (see lib/utils/config.py).
-    A bad config exits with a one-line message naming the key and the file."""
-    try:
-        return _resolve(args, distill_cfg)
-    except ConfigError as err:
-        sys.exit(f"error: {err}")
-
-
-def _resolve(args: argparse.Namespace, distill_cfg: str | None):
+    """Config from the files in ``args`` plus explicit CLI values (see lib/config/schema.py).
+    A bad config raises :class:`~lib.errors.ConfigError` naming the key and the file."""
     overrides = dict(parse_override(text) for text in args.overrides)
     overrides["version"] = args.version
     overrides["hyper_relation_bias"] = args.hyper_relation_bias

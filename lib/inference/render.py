@@ -1,6 +1,6 @@
 """Render a lifted 3D skeleton beside its 2D input as an MP4 (ffmpeg) or animated GIF (Pillow).
 
-Both panels take normalised coordinates (``lib.utils.wild``): the 2D panel shows the image area
+Both panels take normalised coordinates (``lib.inference.lift``): the 2D panel shows the image area
 ``x in [-1, 1]``, ``y in [-h/w, h/w]`` with y pointing down as in the image; the 3D panel shows
 x to the right, depth z into the screen and -y up. Left limbs are dark blue, right limbs light
 blue, the spine and head a middle blue (MotionBERT's colours, reference F2).
@@ -17,6 +17,8 @@ import numpy as np  # noqa: E402
 from matplotlib import animation  # noqa: E402
 
 from lib.data.skeleton import LEFT, LIMBS, RIGHT  # noqa: E402
+from lib.errors import InputFileError  # noqa: E402
+from lib.io import atomic_path  # noqa: E402
 
 LEFT_COLOR, RIGHT_COLOR, MIDDLE_COLOR = "#02315E", "#2F70AF", "#00457E"
 DPI = 72                                     # 720 x 360 pixel frames
@@ -32,7 +34,7 @@ def writer_for(path: str, fps: float) -> tuple[str, animation.AbstractMovieWrite
     if ext.lower() == ".mp4" and animation.writers.is_available("ffmpeg"):
         return path, animation.FFMpegWriter(fps=fps)
     if ext.lower() not in (".mp4", ".gif"):
-        raise ValueError(f"render path must end in .mp4 or .gif, got {path!r}")
+        raise InputFileError(f"render path must end in .mp4 or .gif, got {path!r}")
     if ext.lower() == ".mp4":
         print(f"ffmpeg is not available to matplotlib; writing {root}.gif instead of {path}")
     return root + ".gif", animation.PillowWriter(fps=fps)
@@ -74,9 +76,8 @@ def render(pose3d: np.ndarray, pose2d: np.ndarray, path: str, height_over_width:
             line3d.set_data_3d(shown[[p, c], 0], shown[[p, c], 1], shown[[p, c], 2])
         title.set_text(f"frame {t}")
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
-        with writer.saving(fig, path, dpi=DPI):
+        with atomic_path(path) as tmp, writer.saving(fig, tmp, dpi=DPI):
             for t in range(len(pose3d)):
                 draw(t)
                 writer.grab_frame()

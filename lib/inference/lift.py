@@ -23,6 +23,8 @@ import torch
 
 from lib.data.normalize import denormalize_3d
 from lib.data.skeleton import flip
+from lib.errors import ConfigError, InputFileError
+from lib.io import check_input_file
 
 
 class OnnxRunner:
@@ -30,10 +32,16 @@ class OnnxRunner:
 
     def __init__(self, path: str, threads: int = 0):
         import onnxruntime as ort
+        check_input_file(path, "ONNX model")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own classes for a bad file
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputFileError(f"{path}: not a loadable ONNX model ({first}); export one with "
+                                 "deployment/deployment_pose3d.py") from None
         meta = self.session.get_inputs()[0]
         self.input_name, self.channels = meta.name, meta.shape[-1]
         self.fixed_len = meta.shape[1] if isinstance(meta.shape[1], int) else None
@@ -60,7 +68,7 @@ def window_starts(num_frames: int, maxlen: int, overlap: int) -> list[int]:
     """First frames of windows of ``maxlen`` covering ``num_frames`` (``> maxlen``), consecutive
     windows sharing ``overlap`` frames, the last one aligned to the end."""
     if not 0 <= overlap < maxlen:
-        raise ValueError(f"overlap must be in [0, maxlen={maxlen}), got {overlap}")
+        raise ConfigError(f"overlap must be in [0, maxlen={maxlen}), got {overlap}")
     starts = list(range(0, num_frames - maxlen, maxlen - overlap))
     return starts + [num_frames - maxlen]
 
@@ -88,7 +96,7 @@ def lift(pose2d: np.ndarray, runner, maxlen: int, rootrel: bool, overlap: int,
         pred = predict(runner, clip[None], flip_tta, batch_size)[0, :num_frames]
     else:
         if not rootrel and overlap < 1:
-            raise ValueError("a global model needs overlap >= 1 to align the depth of consecutive windows")
+            raise ConfigError("a global model needs overlap >= 1 to align the depth of consecutive windows")
         starts = window_starts(num_frames, maxlen, overlap)
         clips = np.stack([pose2d[s:s + maxlen] for s in starts])
         pred = stitch(predict(runner, clips, flip_tta, batch_size), starts, num_frames, align_depth=not rootrel)

@@ -4,9 +4,9 @@ Every timing is read against this machine's measured fp32 matrix-multiply peak (
 matmul timed here), and the comparisons are ratios measured within one run (interleaved
 repetitions, medians), so they survive a noisy or shared machine better than absolute numbers.
 
-    python tools/benchmark.py --config configs/pose3d/MB_ft_h36m_global_lite.yaml \\
+    python tools/bench/benchmark.py --config configs/pose3d/MB_ft_h36m_global_lite.yaml \\
         --hyper_cfg hyper_config/method2/manual_joint_label1.yaml --clip_len 81 --batch 2
-    python tools/benchmark.py --dim_feat 256 --mlp_ratio 4 --clip_len 81 --batch 2 --mode all
+    python tools/bench/benchmark.py --dim_feat 256 --mlp_ratio 4 --clip_len 81 --batch 2 --mode all
 
 Without ``--config`` the model is the default config (MotionBERT full) with the ``--dim_feat``,
 ``--mlp_ratio``, ``--depth`` overrides. ``--mode all`` also reports the fused/explicit attention
@@ -22,8 +22,8 @@ compute alone (the same step on in-memory tensors) and both together, interleave
 (:func:`measure_throughput`). ``--mode compile`` compares an eager and a ``torch.compile``-d
 train step (first step = compilation, then steady state, interleaved).
 
-    python tools/benchmark.py --config configs/pose3d/quickstart.yaml --mode throughput
-    python tools/benchmark.py --config configs/pose3d/quickstart.yaml --mode compile --batch 64
+    python tools/bench/benchmark.py --config configs/pose3d/quickstart.yaml --mode throughput
+    python tools/bench/benchmark.py --config configs/pose3d/quickstart.yaml --mode compile --batch 64
 """
 from __future__ import annotations
 
@@ -32,17 +32,15 @@ import copy
 import os
 import resource
 import statistics
-import sys
 import time
 from typing import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib.model.factory import build_model, count_parameters  # noqa: E402
-from lib.utils.config import HYPER_DEFAULTS, TRAIN_DEFAULTS, load_config, read_yaml  # noqa: E402
-from easydict import EasyDict  # noqa: E402
+from lib.model.factory import build_model, count_parameters
+from lib.config.schema import HYPER_DEFAULTS, TRAIN_DEFAULTS, load_config, read_yaml
+from easydict import EasyDict
 
 MATMUL_N = 2048                                                      # peak reference: 2048^3 matmul
 DEFAULT_LABEL = [[0, 1, 1, 1, 2, 2, 2, 0, 0, 3, 3, 4, 4, 4, 5, 5, 5]]   # manual_joint_label1
@@ -269,7 +267,7 @@ def synthetic_clip_root(work_dir: str, cfg) -> str:
 def make_trainer(cfg, work_dir: str):
     """A Trainer with model, optimizer and (compiled if ``cfg.compile``) wrapped model, but no
     data/evaluator set-up, so ``train_step`` is the real training step."""
-    from lib.utils.training import Trainer
+    from lib.engine.trainer import Trainer
     trainer = Trainer(cfg, os.path.join(work_dir, "checkpoint"), seed=0)
     trainer.optimizer = torch.optim.AdamW(trainer.model.parameters(), lr=cfg.learning_rate,
                                           weight_decay=cfg.weight_decay)
@@ -288,7 +286,7 @@ def measure_throughput(cfg, steps: int = 10, rounds: int = 3, work_dir: str | No
     median clips/s of each, the number of train clips and the batch size.
     """
     import tempfile
-    from lib.utils.training import build_train_loader
+    from lib.engine.trainer import build_train_loader
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         cfg = EasyDict({**cfg, "data_root": synthetic_clip_root(tmp, cfg), "subset_list": ["BENCH"]})
         loader = build_train_loader(cfg, 0, 1, seed=0)

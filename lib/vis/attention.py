@@ -24,19 +24,18 @@ from __future__ import annotations
 
 import html
 import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from lib.data.h36m import DataError
 from lib.data.prepare import ensure_source
 from lib.data.skeleton import JOINT_NAMES
-from lib.model.factory import CheckpointMismatchError, build_model, extract_state_dict, load_weights
-from lib.utils.checkpoint import load_checkpoint
-from lib.utils.evaluation import model_input, reader_from_config
+from lib.errors import ConfigError
+from lib.io import atomic_write, save_npz
+from lib.model.factory import load_model
+from lib.engine.evaluator import model_input, reader_from_config
 
 STREAMS = ("st", "ts")
 STREAM_NAMES = {"st": "st stream (spatial->temporal)", "ts": "ts stream (temporal->spatial)"}
@@ -53,7 +52,7 @@ ARCH_KEYS = ("version", "dim_feat", "dim_rep", "depth", "num_heads", "mlp_ratio"
 BATCH_ELEMENTS = 120_000
 
 
-class SelectionError(ValueError):
+class SelectionError(ConfigError):
     """A --clips / --layers / --heads / --joint value that does not fit the model or data."""
 
 
@@ -120,33 +119,6 @@ def part_names(joint_label) -> list[str]:
 
 
 # -- model and data -----------------------------------------------------------------------------
-
-def load_model(cfg, checkpoint_path: str) -> torch.nn.Module:
-    """The config's model with the checkpoint's weights, in eval mode.
-
-    Raises :class:`CheckpointMismatchError` with the differing keys and, when the checkpoint
-    stores its training config, the architecture settings that differ from ``cfg``.
-    """
-    checkpoint = load_checkpoint(checkpoint_path)
-    model = build_model(cfg)
-    try:
-        load_weights(model, extract_state_dict(checkpoint))
-    except CheckpointMismatchError as err:
-        raise CheckpointMismatchError(f"{err}{config_hint(cfg, checkpoint.get('config'))}") from None
-    return model.eval()
-
-
-def config_hint(cfg, saved) -> str:
-    """Lines naming the architecture keys whose value differs between ``cfg`` and ``saved``."""
-    if not isinstance(saved, dict):
-        return ""
-    diffs = [f"  {k}: command line {cfg.get(k)!r}, checkpoint {saved.get(k)!r}"
-             for k in ARCH_KEYS if k in saved and cfg.get(k) != saved.get(k)]
-    if not diffs:
-        return ""
-    return ("\nThe checkpoint was trained with a different model config (pass the run's --config, "
-            "--hyper_cfg and --version):\n" + "\n".join(diffs))
-
 
 def load_test_clips(cfg, spec: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``(inputs [C, T, 17, 3], clip indices [C], 'source (action)' of each clip)``."""
@@ -243,7 +215,8 @@ def heatmap_grid(path: str, title: str, rows: dict[str, list], x: Axis, y: Axis,
     if colorbar:
         fig.colorbar(image, ax=axes, shrink=0.6, fraction=0.03, pad=0.02)
     fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=100)
+    with atomic_write(path) as f:
+        fig.savefig(f, dpi=100, format=os.path.splitext(path)[1][1:] or "png")
 
 
 def label_axes(ax, x: Axis, y: Axis, bottom: bool, left: bool, row_label: str) -> None:
@@ -342,7 +315,7 @@ def write_figures(maps: AttentionMaps, out_dir: str, layers: list[int], heads: l
     if parts:
         sections.append(("Hypergraph and relation bias", hypergraph_figures(maps, out_dir, layers, heads, parts)))
     arrays = {k: v for k, v in vars(maps).items() if isinstance(v, np.ndarray)}
-    np.savez_compressed(os.path.join(out_dir, "attention.npz"), **arrays)
+    save_npz(os.path.join(out_dir, "attention.npz"), **arrays)
     return [(section, f, c) for section, entries in sections for f, c in entries]
 
 
@@ -357,10 +330,10 @@ def write_index(out_dir: str, title: str, notes: list[str], figures: list[tuple[
         md += ["", f"![{name}]({name})", "", caption]
         body.append(f'<figure><img src="{name}" style="max-width:100%"><figcaption>{html.escape(caption)}'
                     "</figcaption></figure>")
-    with open(os.path.join(out_dir, "index.md"), "w", encoding="utf-8") as f:
+    with atomic_write(os.path.join(out_dir, "index.md"), "w") as f:
         f.write("\n".join(md) + "\n")
     items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
-    with open(os.path.join(out_dir, "index.html"), "w", encoding="utf-8") as f:
+    with atomic_write(os.path.join(out_dir, "index.html"), "w") as f:
         f.write(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
                 f"<body><h1>{html.escape(title)}</h1><ul>{items}</ul>{''.join(body)}</body></html>\n")
 
@@ -375,16 +348,13 @@ def default_out_dir(checkpoint_path: str) -> str:
 
 def run_vis_attn(cfg, checkpoint_path: str, out_dir: str | None = None, clips: str = "8",
                  layers=None, heads=None, joint: str = "mean") -> str:
-    """Load, collect and plot (see module doc); returns the output folder. Exits with a one-line
-    message on a missing/mismatching checkpoint, missing data or a bad selection."""
-    try:
-        model = load_model(cfg, checkpoint_path)
-        layers = select_indices(layers, model.config.depth, "layers")
-        heads = select_indices(heads, model.config.num_heads, "heads")
-        joint_idx = select_joint(joint)
-        inputs, chosen, labels = load_test_clips(cfg, clips)
-    except (DataError, FileNotFoundError, CheckpointMismatchError, SelectionError) as err:
-        sys.exit(f"error: {err}")
+    """Load, collect and plot (see module doc); returns the output folder. A missing or
+    mismatching checkpoint, missing data or a bad selection raise a Pose3DError."""
+    model = load_model(cfg, checkpoint_path, verbose=True)
+    layers = select_indices(layers, model.config.depth, "layers")
+    heads = select_indices(heads, model.config.num_heads, "heads")
+    joint_idx = select_joint(joint)
+    inputs, chosen, labels = load_test_clips(cfg, clips)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     maps = collect_attention(model, model_input(inputs, cfg.no_conf), joint_idx, device)
     out_dir = out_dir or default_out_dir(checkpoint_path)

@@ -1,11 +1,11 @@
 """ONNX Runtime vs PyTorch eager inference on the CPU, read against the FLOP bound.
 
-    python tools/bench_onnx.py                      # small and full configs, T = 243, batch 1 and 8
-    python tools/bench_onnx.py --iters 3 --batches 1 8 --frames 243
+    python tools/bench/bench_onnx.py                      # small and full configs, T = 243, batch 1 and 8
+    python tools/bench/bench_onnx.py --iters 3 --batches 1 8 --frames 243
 
-For every config: export the model as deployment does (``lib.utils.deploy.export``), count its
-FLOPs per clip (``FlopCounterMode`` on the explicit attention path, tools/benchmark.py), then per
-batch size time PyTorch eager (``inference_mode``), onnxruntime (``lib.utils.wild.OnnxRunner``:
+For every config: export the model as deployment does (``lib.inference.export.export``), count its
+FLOPs per clip (``FlopCounterMode`` on the explicit attention path, tools/bench/benchmark.py), then per
+batch size time PyTorch eager (``inference_mode``), onnxruntime (``lib.inference.lift.OnnxRunner``:
 all graph optimisations, all cores; ``--portable`` adds the standard-ops graph) and the fastest of
 three 2048^3 fp32 matmuls round-robin, so all share the machine's conditions; medians of
 ``--iters`` rounds after one warm-up of each runner (at batch 1). The FLOP
@@ -17,18 +17,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tools")]
-from benchmark import count_flops, matmul_fn, time_call  # noqa: E402
-from lib.model.factory import build_model, count_parameters  # noqa: E402
-from lib.utils.config import load_config  # noqa: E402
-from lib.utils.deploy import export, sample_input  # noqa: E402
-from lib.utils.wild import OnnxRunner  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmark import count_flops, matmul_fn, time_call
+from lib.model.factory import build_model, count_parameters
+from lib.config.schema import load_config
+from lib.inference.export import export, sample_input
+from lib.inference.lift import OnnxRunner
 
 CONFIGS = {"small": "configs/pose3d/train_h36m_small.yaml", "full": "configs/pose3d/train_h36m.yaml"}
 CPU = torch.device("cpu")

@@ -1,34 +1,32 @@
 """Data-loading benchmark: per-clip pickles (MotionBERT's layout) vs the memory-mapped clip store.
 
-    python tools/bench_data.py                        # 1000 clips, batch 32, workers 0 and 2
-    python tools/bench_data.py --clips 2000 --workers 0 2 4 --json bench_data.json
+    python tools/bench/bench_data.py                        # 1000 clips, batch 32, workers 0 and 2
+    python tools/bench/bench_data.py --clips 2000 --workers 0 2 4 --json bench_data.json
 
-Makes a synthetic H36M-format source file (``lib/data/synthetic.py``), slices it with the real
+Makes a synthetic H36M-format source file (``lib/data/synthetic/``), slices it with the real
 converter into both stores (243-frame clips), then iterates a shuffled DataLoader over the same
 ``--clips`` clips from each store, the way training does, and prints clips/s and the ratio.
 "warm" rows read files that are in the page cache
 (they were just written): decoding, copies and Python overhead. "cold" rows (workers 0) evict the
 store's files from the page cache before every epoch, so they are read from disk.
-``run_data_benchmark`` is importable (e.g. from ``tools/benchmark.py``).
+``run_data_benchmark`` is importable (e.g. from ``tools/bench/benchmark.py``).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-from torch.utils.data import DataLoader, Subset  # noqa: E402
+import torch
+from torch.utils.data import DataLoader, Subset
 
-from lib.data.clip_store import array_paths  # noqa: E402
-from lib.data.dataset import ArrayClipDataset, MotionDataset3D  # noqa: E402
-from lib.data.prepare import convert_source_to_clips  # noqa: E402
-from lib.data.synthetic import write_synthetic_h36m  # noqa: E402
+from lib.data.clip_store import array_paths
+from lib.data.dataset import ArrayClipDataset, MotionDataset3D
+from lib.data.prepare import convert_source_to_clips
+from lib.data.synthetic import write_synthetic_h36m
 
 FRAMES, STRIDE, TDS = 243, 27, 1          # 'small' synthetic videos give ~1800 train clips
 

@@ -28,14 +28,11 @@ from lib.data.skeleton import flip
 from lib.model.factory import CheckpointMismatchError, build_model, load_weights
 from lib.model.loss import compute_losses
 from lib.model.pretrained import load_pretrained
-from lib.utils import distributed as dist
-from lib.utils.checkpoint import load_checkpoint, save_checkpoint, set_rng_state, training_state, unwrap
-from lib.utils.config import save_config
-from lib.utils.evaluation import Evaluator, format_table, model_input, prepare_target, save_results
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+from lib.engine import distributed as dist
+from lib.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_state, training_state, unwrap
+from lib.config.schema import save_config
+from lib.engine.evaluator import Evaluator, format_table, model_input, prepare_target, save_results
+from lib.errors import ConfigError, TrainingDiverged
 
 
 def seed_everything(seed: int) -> None:
@@ -124,7 +121,7 @@ class Trainer:
         groups = [{"params": [p for n, p in named if n in pretrained], "backbone": True},
                   {"params": [p for n, p in named if n not in pretrained] + extra, "backbone": False}]
         if self.cfg.freeze_backbone_epochs and not groups[1]["params"]:
-            raise ValueError("freeze_backbone_epochs > 0, but every parameter comes from the pretrained "
+            raise ConfigError("freeze_backbone_epochs > 0, but every parameter comes from the pretrained "
                              "checkpoint: nothing would train")
         return [g for g in groups if g["params"]]
 

@@ -2,7 +2,7 @@
 
 The exported graph (``OPSET`` pinned) maps ``pose2d [N, T, 17, C]`` (``C`` = 3: x_n, y_n,
 confidence; 2 for ``no_conf`` models) to ``pose3d [N, T, 17, 3]`` in the normalised units of
-``lib.utils.wild``; ``N`` is dynamic and so is ``T`` in ``1..maxlen``. The model's ``maxlen``,
+``lib.inference.lift``; ``N`` is dynamic and so is ``T`` in ``1..maxlen``. The model's ``maxlen``,
 ``rootrel``, ``version`` and input convention are stored in the ONNX metadata, so
 ``deployment/infer_wild.py`` needs no config to run the file. By default attention runs in
 onnxruntime's fused ``com.microsoft.MultiHeadAttention`` kernel (the graph then needs
@@ -20,8 +20,8 @@ import torch
 from lib.data import camera as cam
 from lib.data.normalize import normalize_2d
 from lib.data.synthetic import detector_noise, subject_bones, synthesize_motion
-from lib.model.factory import CheckpointMismatchError, build_model, extract_state_dict, load_weights
-from lib.utils.checkpoint import load_checkpoint
+from lib.errors import VerificationFailed
+from lib.io import atomic_path
 
 OPSET = 17
 SDPA = "aten::scaled_dot_product_attention"
@@ -43,19 +43,6 @@ def sample_input(batch: int, frames: int, seed: int = 0) -> np.ndarray:
         noise, conf = detector_noise(rng, frames, width)
         clips.append(normalize_2d(np.concatenate([pixels + noise, conf], -1), width, height))
     return np.stack(clips).astype(np.float32)
-
-
-def load_model(cfg, path: str) -> torch.nn.Module:
-    """The config's model with the checkpoint at ``path`` loaded strictly (eval mode).
-
-    Raises ``FileNotFoundError`` (no file) or ``CheckpointMismatchError`` (another architecture,
-    version or config), each with a message that names the problem."""
-    model = build_model(cfg, verbose=False)
-    try:
-        load_weights(model, extract_state_dict(load_checkpoint(path)))
-    except CheckpointMismatchError as err:
-        raise CheckpointMismatchError(f"{path} does not match --config/--version/--hyper_cfg: {err}") from None
-    return model.eval()
 
 
 def export(model: torch.nn.Module, path: str, metadata: dict, opset: int = OPSET,
@@ -123,7 +110,7 @@ def _place_attention_bias(graph) -> None:
 
 def parity(model: torch.nn.Module, path: str, inputs: list[np.ndarray]) -> float:
     """Largest |onnxruntime - PyTorch| over the given input batches."""
-    from lib.utils.wild import OnnxRunner, TorchRunner
+    from lib.inference.lift import OnnxRunner, TorchRunner
     onnx_run, torch_run = OnnxRunner(path), TorchRunner(model, model.config.dim_in)
     return max(float(np.abs(onnx_run(x) - torch_run(x)).max()) for x in inputs)
 
@@ -132,12 +119,10 @@ def deploy(model: torch.nn.Module, path: str, metadata: dict, opset: int = OPSET
            tolerance: float = PARITY_TOLERANCE, fused_attention: bool = True) -> float:
     """Export, check with ``onnx.checker``, compare with PyTorch on realistic clips (batch 1 at
     maxlen, batch 3 at a shorter T) and move the file into place only if the difference is at most
-    ``tolerance``. Returns the largest difference; raises ``RuntimeError`` above the tolerance."""
+    ``tolerance``. Returns the largest difference; raises ``VerificationFailed`` above the tolerance."""
     import onnx
     maxlen = model.config.maxlen
-    tmp = f"{path}.tmp{os.getpid()}.onnx"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    try:
+    with atomic_path(path) as tmp:
         start = time.perf_counter()
         export(model, tmp, metadata, opset, fused_attention)
         onnx.checker.check_model(tmp, full_check=True)
@@ -147,9 +132,5 @@ def deploy(model: torch.nn.Module, path: str, metadata: dict, opset: int = OPSET
         print(f"onnxruntime vs PyTorch: max |diff| = {diff:.3g} (tolerance {tolerance:g}) "
               f"over inputs {[x.shape for x in inputs]}")
         if not diff <= tolerance:
-            raise RuntimeError(f"ONNX parity check failed: max |diff| {diff:.3g} > {tolerance:g}; {path} not written")
-        os.replace(tmp, path)
-        return diff
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+            raise VerificationFailed(f"ONNX parity check failed: max |diff| {diff:.3g} > {tolerance:g}; {path} not written")
+    return diff

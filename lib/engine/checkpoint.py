@@ -17,26 +17,17 @@ Files in a run folder: ``latest_epoch.bin`` (every epoch), ``best_epoch.bin`` (b
 """
 from __future__ import annotations
 
-import os
-
 import torch
 
-from lib.utils.config import to_plain
+from lib.config.schema import to_plain
+from lib.io import load_checkpoint, save_torch
+
+__all__ = ["load_checkpoint", "save_checkpoint", "unwrap", "rng_state", "set_rng_state", "training_state"]
 
 
 def save_checkpoint(path: str, state: dict) -> None:
     """Write ``state`` to ``path`` atomically: a killed process never leaves a half-written file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str) -> dict:
-    """Load a checkpoint safely (``weights_only=True``), with a clear error if it is missing."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    save_torch(path, state)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

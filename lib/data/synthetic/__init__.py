@@ -40,13 +40,13 @@ larger error never raises the confidence.
 from __future__ import annotations
 
 import os
-import pickle
 import time
 from typing import Iterable, Optional
 
 import numpy as np
 
 from lib.data import camera as cam
+from lib.io import write_pickle
 from lib.data.skeleton import NUM_JOINTS
 
 FPS = 50
@@ -646,16 +646,7 @@ def write_synthetic_h36m(path: str, seed: int = 0, size: str = 'default', **kwar
     start = time.perf_counter()
     data = make_synthetic_h36m(seed, size, **kwargs)
     generated = time.perf_counter()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, 'wb') as f:
-            pickle.dump(data, f, protocol=4)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_pickle(path, data)
     return {'path': path, 'frames': {k: len(v['source']) for k, v in data.items()},
             'bytes': os.path.getsize(path), 'generate_s': generated - start,
             'write_s': time.perf_counter() - generated}

@@ -18,15 +18,13 @@ covered by several clips average their errors.
 """
 from __future__ import annotations
 
-import json
-import os
-
 import numpy as np
 import torch
 
 from lib.data.h36m import DataReaderH36M
 from lib.data.skeleton import flip
-from lib.utils import metrics
+from lib.engine import metrics
+from lib.io import write_json
 
 
 def reader_from_config(cfg, frame_offset: int = 0, source: dict | None = None) -> DataReaderH36M:
@@ -103,7 +101,7 @@ class Evaluator:
         return sum(len(p["idx"]) for p in self.parts)
 
     def run(self, model, device=torch.device("cpu"), batch_size: int = 64) -> dict:
-        """Score ``model``: ``{'protocol': {...}, 'full_coverage': {...}}`` (see lib/utils/metrics)."""
+        """Score ``model``: ``{'protocol': {...}, 'full_coverage': {...}}`` (see lib/engine/metrics)."""
         preds_mm, frames, protocol = [], [], []
         for part in self.parts:
             pred = predict_clips(model, part["inputs"], self.cfg, device, batch_size)
@@ -144,7 +142,4 @@ def format_table(results: dict) -> str:
 
 def save_results(results: dict, path: str) -> None:
     """Write the results as JSON (atomically)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=1)
-    os.replace(tmp, path)
+    write_json(path, results)

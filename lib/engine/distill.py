@@ -1,4 +1,4 @@
-"""Teacher -> student distillation on top of the shared :class:`~lib.utils.training.Trainer`.
+"""Teacher -> student distillation on top of the shared :class:`~lib.engine.trainer.Trainer`.
 
 :class:`DistillTrainer` changes only what a step optimises: the student's pose loss (from the
 student config, as train.py) plus the weighted distillation terms of ``cfg.distill``
@@ -19,7 +19,6 @@ and resume are the Trainer's, exactly as in train.py.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Mapping
 
 import torch
@@ -28,19 +27,19 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from lib.model.distiller import Distiller
-from lib.model.factory import CheckpointMismatchError, build_model, count_parameters, extract_state_dict, load_weights
+from lib.engine import distributed as dist
+from lib.engine.evaluator import model_input
+from lib.engine.trainer import Trainer
+from lib.errors import CheckpointError, ConfigError
+from lib.io import load_checkpoint
+from lib.model.factory import CheckpointMismatchError, count_parameters, extract_state_dict, load_model, load_weights
 from lib.model.loss import compute_losses, loss_mpjpe
-from lib.utils import distributed as dist
-from lib.utils.checkpoint import load_checkpoint
-from lib.utils.evaluation import model_input
-from lib.utils.run import run_training
-from lib.utils.training import Trainer
 
 # Teacher sizes that a distill file may state: distill key -> the teacher config's key.
 TEACHER_SIZE_KEYS = {"t_dep": "depth", "t_cs": "dim_feat", "t_f": "maxlen"}
 
 
-class DistillError(ValueError):
+class DistillError(ConfigError):
     """The teacher, the student initialisation or the layer pairing is wrong; the message says how."""
 
 
@@ -66,8 +65,7 @@ def load_teacher(cfg) -> nn.Module:
     teacher_cfg = EasyDict(state["config"])
     check_teacher(teacher_cfg, cfg, path)
     try:
-        teacher = build_model(teacher_cfg, verbose=False)
-        load_weights(teacher, extract_state_dict(state))
+        teacher = load_model(teacher_cfg, path, checkpoint=state)
     except (CheckpointMismatchError, KeyError) as err:
         raise DistillError(f"teacher weights in {path!r} do not fit the config saved with them: {err}") from err
     teacher.requires_grad_(False).eval()
@@ -129,12 +127,12 @@ class DistillTrainer(Trainer):
         if student_ckpt:
             try:
                 load_weights(self.model, extract_state_dict(load_checkpoint(student_ckpt)))
-            except (FileNotFoundError, CheckpointMismatchError) as err:
+            except CheckpointError as err:
                 raise DistillError(f"distill student_ckpt {student_ckpt!r}: {err}") from err
         if distiller_ckpt:
             try:
                 self.distiller.load_state_dict(load_checkpoint(distiller_ckpt)["extra"]["distiller"])
-            except (FileNotFoundError, KeyError, RuntimeError) as err:
+            except (CheckpointError, KeyError, RuntimeError) as err:
                 raise DistillError(f"distill distiller_ckpt {distiller_ckpt!r} has no distiller that fits "
                                    f"this pairing (expected checkpoint['extra']['distiller']): {err}") from err
 
@@ -179,10 +177,3 @@ class DistillTrainer(Trainer):
             weighted = weighted + d.generation_alpha * terms["kd_gen"]
         return weighted
 
-
-def run_distillation(cfg, args):
-    """train.py's run_training with the DistillTrainer; teacher/initialisation problems exit with a message."""
-    try:
-        return run_training(cfg, args, trainer_cls=DistillTrainer)
-    except DistillError as err:
-        sys.exit(f"error: {err}")

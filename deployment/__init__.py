@@ -1,0 +1,1 @@
+"""Command-line scripts for deployment (importable for tests: ``from deployment import infer_wild``)."""

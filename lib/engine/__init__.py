@@ -1,0 +1,1 @@
+"""The engine: trainer, distillation trainer, evaluator, metrics, checkpoints, distributed set-up."""

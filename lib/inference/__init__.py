@@ -1,0 +1,1 @@
+"""Inference: ONNX export with parity check, lifting a video's keypoints, rendering."""

@@ -1,0 +1,273 @@
+"""Every file Pose3D reads or writes goes through this module.
+
+Writing: :func:`atomic_write` is the only way a file is written. The data goes to a temporary
+file beside the target (``<name>.pose3d-tmp-<pid>``, one naming scheme everywhere) and is renamed
+into place only when complete, so a killed process never leaves a half-written file under the
+real name; :func:`remove_stale_temp_files` deletes temporaries a killed run left behind (trainers
+call it on start). Helpers for each format (:func:`write_json`, :func:`write_yaml`,
+:func:`save_torch`, :func:`write_pickle`, :func:`save_npy`, :func:`save_npz`) build on it.
+
+Reading: one safe loader per file type, each raising a :class:`~lib.errors.Pose3DError` subclass
+whose one-line message names the file, what is wrong and what to do:
+
+* :func:`load_pickle` (source pickles and MotionBERT's per-clip pickles): a restricted
+  unpickler that only builds dicts, lists, tuples, strings, numbers and numpy arrays/dtypes;
+  any other object (``os.system``, a class, a function) is refused before anything runs.
+* :func:`load_checkpoint`: ``torch.load(..., weights_only=True)``; truncated, empty or
+  non-checkpoint files get a message, never a traceback.
+* :func:`load_yaml`, :func:`load_json`: syntax errors with the line, non-mapping documents refused.
+* :func:`load_npy`, :func:`load_npz`: ``allow_pickle=False`` always.
+* :func:`check_input_file`: the common "exists, is a file, is not empty" check (ONNX models etc.).
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import io
+import json
+import os
+import pickle
+import zipfile
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import yaml
+
+from lib.errors import CheckpointError, ConfigError, DataError, InputFileError, Pose3DError
+
+TMP_MARK = ".pose3d-tmp-"
+
+# What a data pickle may contain beyond the builtin containers and scalars (which need no globals).
+SAFE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    ("collections", "OrderedDict"),
+}
+
+
+# -- writing ------------------------------------------------------------------------------------
+def temp_path(path: str, keep_suffix: bool = False) -> str:
+    """The temporary name used for ``path``: ``<path>.pose3d-tmp-<pid>``, or with ``keep_suffix``
+    ``<stem>.pose3d-tmp-<pid><suffix>`` (for writers that pick the format from the extension)."""
+    stem, suffix = os.path.splitext(path) if keep_suffix else (path, "")
+    return f"{stem}{TMP_MARK}{os.getpid()}{suffix}"
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "wb") -> Iterator[Any]:
+    """Open a temporary file for writing; on success it replaces ``path`` in one rename.
+
+    On any error the temporary file is removed and ``path`` is left as it was. The parent folder
+    is created. A ``path`` that is a folder raises :class:`InputFileError`.
+    """
+    check_output_path(path)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Like :func:`atomic_write` for writers that need a file name (ONNX export, memory maps).
+    Yields the temporary path (same extension); it is renamed to ``path`` when the block ends
+    without error."""
+    check_output_path(path)
+    tmp = temp_path(path, keep_suffix=True)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def check_output_path(path: str) -> None:
+    """Refuse a folder as an output file; create the parent folder."""
+    if not path:
+        raise InputFileError("empty output path")
+    if os.path.isdir(path):
+        raise InputFileError(f"output path {path!r} is a folder; give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as err:
+        raise InputFileError(f"cannot create the folder of {path!r}: {err.strerror}") from None
+
+
+def remove_stale_temp_files(folder: str) -> list[str]:
+    """Delete the temporary files of interrupted writes in ``folder``; returns their names."""
+    stale = sorted(glob.glob(os.path.join(glob.escape(folder), f"*{TMP_MARK}*")))
+    for path in stale:
+        os.remove(path)
+    return stale
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+
+
+def write_json(path: str, data: Any) -> None:
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=1)
+
+
+def write_yaml(path: str, data: Any) -> None:
+    with atomic_write(path, "w") as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+
+
+def write_pickle(path: str, data: Any) -> None:
+    """Pickle (protocol 4, what MotionBERT's files use) plain data atomically."""
+    with atomic_write(path, "wb") as f:
+        pickle.dump(data, f, protocol=4)
+
+
+def save_torch(path: str, state: dict) -> None:
+    """``torch.save`` atomically (checkpoints)."""
+    import torch
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes(path, buffer.getvalue())
+
+
+def save_npy(path: str, array: np.ndarray) -> None:
+    with atomic_write(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+
+
+def save_npz(path: str, **arrays: np.ndarray) -> None:
+    with atomic_write(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
+
+
+# -- reading ------------------------------------------------------------------------------------
+def check_input_file(path: str, what: str, error: type[Pose3DError] = InputFileError, hint: str = "") -> str:
+    """``path`` if it is an existing, non-empty file; else ``error`` naming ``what`` and ``hint``."""
+    suffix = f"; {hint}" if hint else ""
+    if not path:
+        raise error(f"no {what} given{suffix}")
+    if os.path.isdir(path):
+        raise error(f"{what} {path!r} is a folder, not a file{suffix}")
+    if not os.path.isfile(path):
+        raise error(f"{what} not found: {path}{suffix}")
+    if os.path.getsize(path) == 0:
+        raise error(f"{what} {path!r} is empty (0 bytes), probably an interrupted copy or write{suffix}")
+    return path
+
+
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    """The pickle asks for an object outside :data:`SAFE_GLOBALS`."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) in SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise _ForbiddenGlobal(f"{module}.{name}")
+
+
+def load_pickle(path: str, what: str = "data pickle", hint: str = "") -> Any:
+    """Unpickle a data file that may only hold dicts, lists, strings, numbers and numpy arrays."""
+    check_input_file(path, what, DataError, hint)
+    try:
+        with open(path, "rb") as f:
+            return _RestrictedUnpickler(f).load()
+    except _ForbiddenGlobal as err:
+        raise DataError(f"{path}: refused to load: the {what} asks for {err}, which a Pose3D/MotionBERT "
+                        "data file never contains (only dicts, lists, strings, numbers and numpy arrays); "
+                        "it may be malicious. Regenerate it from a trusted source") from None
+    except pickle.UnpicklingError as err:
+        raise DataError(f"{path}: not a readable {what} ({err}); it may be truncated or corrupt") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as err:
+        raise DataError(f"{path}: not a readable {what} ({type(err).__name__}: {err}); "
+                        "it may be truncated or corrupt") from None
+
+
+def load_checkpoint(path: str, what: str = "checkpoint") -> dict:
+    """Load a checkpoint with ``weights_only=True`` (no code runs); a dict or :class:`CheckpointError`."""
+    import torch
+    check_input_file(path, what, CheckpointError)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise CheckpointError(f"{path}: refused to load: the {what} holds objects other than tensors and plain "
+                              f"containers ({first}); only weights-only checkpoints are read") from None
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch {what} ({first}); it may be truncated, "
+                              "still being written, or another kind of file") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: a {what} must hold a dict of weights, got {type(state).__name__}")
+    return state
+
+
+def load_yaml(path: str, what: str = "config file") -> dict:
+    """A YAML mapping (empty file = ``{}``); :class:`ConfigError` for a missing file, a syntax
+    error (with its line) or another kind of document."""
+    if os.path.isdir(path):
+        raise ConfigError(f"{what} {path!r} is a folder, not a file")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{what} not found: {path!r}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (expected a YAML {what})") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def load_json(path: str, what: str = "JSON file", error: type[Pose3DError] = InputFileError) -> Any:
+    check_input_file(path, what, error)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise error(f"{path}: malformed JSON ({err})") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a text file (expected {what})") from None
+
+
+def load_npy(path: str, what: str = "numpy file", error: type[Pose3DError] = InputFileError,
+             mmap_mode: str | None = None) -> np.ndarray:
+    check_input_file(path, what, error)
+    return _numpy(lambda: np.load(path, allow_pickle=False, mmap_mode=mmap_mode), path, what, error)
+
+
+def load_npz(path: str, read: Callable[[Any], Any], what: str = "numpy archive",
+             error: type[Pose3DError] = InputFileError) -> Any:
+    """Open an ``.npz`` (``allow_pickle=False``) and return ``read(archive)``."""
+    check_input_file(path, what, error)
+
+    def opened():
+        with np.load(path, allow_pickle=False) as archive:
+            return read(archive)
+    return _numpy(opened, path, what, error)
+
+
+def _numpy(load: Callable[[], Any], path: str, what: str, error: type[Pose3DError]) -> Any:
+    try:
+        return load()
+    except Pose3DError:
+        raise
+    except ValueError as err:
+        reason = "it holds Python objects (pickled), which are never loaded" if "pickle" in str(err) else str(err)
+        raise error(f"{path}: cannot read the {what}: {reason}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise error(f"{path}: not a readable {what} ({type(err).__name__}: {err}); truncated or corrupt?") from None

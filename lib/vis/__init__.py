@@ -1,0 +1,1 @@
+"""Visualisation: attention heatmaps of a trained model."""
