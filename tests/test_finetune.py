@@ -13,7 +13,8 @@ from lib.model.pretrained import infer_architecture, load_pretrained, resize_tem
 from lib.engine.checkpoint import load_checkpoint
 from lib.config.cli import add_training_args, base_parser, resolve_config
 from lib.errors import ConfigError
-from lib.engine.evaluator import model_input
+from lib.data.codec import PoseCodec
+from lib.data.prepare import ensure_clips
 from lib.engine.trainer import Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,6 +67,31 @@ def test_motionbert_checkpoint_into_version2_reports_exactly_the_hypergraph_para
 def test_motionbert_checkpoint_into_version1_loads_everything():
     report = load_pretrained(build_model(model_cfg(version=1), verbose=False), FIXTURE, verbose=False)
     assert len(report.loaded) == 110 and not report.new and not report.unexpected and not report.messages
+
+
+def test_motionbert_fixture_reproduced_after_load_pretrained():
+    """Fine-tuning initialisation of the config's model (eps 1e-6 by default) gives MotionBERT's numbers."""
+    model = build_model(model_cfg(version=1), verbose=False).eval()
+    load_pretrained(model, FIXTURE, verbose=False)
+    io = torch.load(os.path.join(os.path.dirname(FIXTURE), "tiny_dstformer_io.pt"), weights_only=True)
+    with torch.no_grad():
+        torch.testing.assert_close(model(io["input"]), io["output"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(model(io["input"], return_rep=True), io["representation"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("saved, expected_eps", [({}, 1e-5), ({"layernorm_eps": 1e-4}, 1e-4)])
+def test_finetuned_model_keeps_its_eps_and_notes_the_checkpoints(tmp_path, saved, expected_eps):
+    """A legacy (1e-5) or other-eps Pose3D checkpoint: weights load, the model keeps the config's eps, a note says so."""
+    config = {**{k: v for k, v in model_cfg(version=1).items() if k != "layernorm_eps"}, **saved}
+    torch.save({"model_pos": build_model(model_cfg(version=1), verbose=False).state_dict(), "config": config},
+               tmp_path / "p.bin")
+    model = build_model(model_cfg(version=1), verbose=False)
+    report = load_pretrained(model, str(tmp_path / "p.bin"), verbose=False)
+    assert model.config.layernorm_eps == 1e-6 and len(report.loaded) == 110
+    assert len(report.messages) == 1 and f"LayerNorm eps {expected_eps:g}" in report.messages[0]
+    same = load_pretrained(build_model(model_cfg(version=1, layernorm_eps=expected_eps), verbose=False),
+                           str(tmp_path / "p.bin"), verbose=False)
+    assert same.messages == []
 
 
 def test_version2_checkpoint_into_version1_ignores_the_hypergraph_tensors(tmp_path):
@@ -151,10 +177,11 @@ def test_cli_flags_and_finetune_config_need_a_checkpoint(tmp_path):
 # -- training ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    """A very small synthetic source (2 subjects, 2 actions, 2 cameras); clips are cut by setup()."""
+    """A very small synthetic source (2 subjects, 2 actions, 2 cameras) and its clips."""
     root = tmp_path_factory.mktemp("ft_data")
     write_synthetic_h36m(str(root / "src" / "h36m_sh_conf_cam_source_final.pkl"), seed=0, size="tiny",
                          subjects=["S1", "S9"], actions=["Walking", "Eating"], cameras=[1, 2])
+    ensure_clips(train_cfg(root))
     return root
 
 
@@ -177,7 +204,7 @@ class RecordingTrainer(Trainer):
     def compute_loss(self, x, target):
         if not hasattr(self, "first"):
             with torch.no_grad():
-                self.first = (x.clone(), self.ddp_model(model_input(x, self.cfg.no_conf)).clone())
+                self.first = (x.clone(), self.ddp_model(PoseCodec(no_conf=self.cfg.no_conf).model_channels(x)).clone())
         return super().compute_loss(x, target)
 
     def train_epoch(self, epoch):

@@ -8,8 +8,9 @@ from easydict import EasyDict
 
 from lib.data.skeleton import NUM_JOINTS, adjacency
 from lib.model.dstformer import DSTformer, DSTformerConfig
+from lib.io import load_checkpoint
 from lib.model.factory import (CheckpointMismatchError, build_model, clean_state_dict, count_parameters,
-                               extract_state_dict, load_weights)
+                               extract_state_dict, load_model, load_weights, model_config, resolve_layernorm_eps)
 from lib.model.modules import Hypergraph, HypergraphAttention, relation_bias_init
 from lib.config.schema import HYPER_DEFAULTS, TRAIN_DEFAULTS, read_yaml
 
@@ -70,15 +71,93 @@ def test_parameter_counts_and_motionbert_keys():
     assert [(k, tuple(v.shape)) for k, v in full.state_dict().items()] == expected
 
 
-def test_motionbert_fixture_reproduced():
+def fixture_cfg(**changes):
+    """The training config that describes the fixture's tiny MotionBERT model."""
     with open(os.path.join(COMPAT, "tiny_dstformer_config.json")) as f:
-        model = DSTformer(DSTformerConfig(**json.load(f))).eval()
-    ckpt = torch.load(os.path.join(COMPAT, "tiny_dstformer_checkpoint.bin"), weights_only=True)
-    load_weights(model, extract_state_dict(ckpt))
+        arch = json.load(f)
+    return EasyDict({**TRAIN_DEFAULTS, **{k: v for k, v in arch.items() if k not in ("dim_in", "dim_out",
+                                                                                  "layernorm_eps")}, **changes})
+
+
+def fixture_errors(model):
+    """Max abs difference of ``model``'s output and representation from MotionBERT's on the fixture input."""
     io = torch.load(os.path.join(COMPAT, "tiny_dstformer_io.pt"), weights_only=True)
     with torch.no_grad():
-        torch.testing.assert_close(model(io["input"]), io["output"], atol=1e-5, rtol=0)
-        torch.testing.assert_close(model(io["input"], return_rep=True), io["representation"], atol=1e-5, rtol=0)
+        return ((model(io["input"]) - io["output"]).abs().max().item(),
+                (model(io["input"], return_rep=True) - io["representation"]).abs().max().item())
+
+
+@pytest.mark.parametrize("config_eps", [1e-6, 1e-5])
+def test_motionbert_fixture_reproduced_by_load_model_with_eps_1e6(config_eps, capsys):
+    """MotionBERT rule: a checkpoint without a Pose3D config is built with eps 1e-6, whatever the config says."""
+    model = load_model(fixture_cfg(layernorm_eps=config_eps), os.path.join(COMPAT, "tiny_dstformer_checkpoint.bin"))
+    assert {m.eps for m in norms(model)} == {1e-6}
+    assert max(fixture_errors(model)) < 1e-5
+    assert ("not the command line's layernorm_eps 1e-05" in capsys.readouterr().out) == (config_eps == 1e-5)
+
+
+def test_eps_1e5_does_not_reproduce_the_fixture():
+    """The fixture tells the two eps apart (the old, wrong fixture was built with 1e-5)."""
+    model = DSTformer(model_config(fixture_cfg(layernorm_eps=1e-5))).eval()
+    load_weights(model, extract_state_dict(load_checkpoint(os.path.join(COMPAT, "tiny_dstformer_checkpoint.bin"))))
+    assert min(fixture_errors(model)) > 1e-4
+
+
+def norms(model):
+    return [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_every_layernorm_uses_the_config_eps(version):
+    assert DSTformerConfig().layernorm_eps == 1e-6
+    assert len(norms(DSTformer(tiny(version)))) == 2 * 2 * 4 + 1
+    assert {n.eps for n in norms(DSTformer(tiny(version)))} == {1e-6}
+    assert {n.eps for n in norms(DSTformer(tiny(version, layernorm_eps=1e-5)))} == {1e-5}
+
+
+def tiny_cfg(**changes):
+    return EasyDict({**TRAIN_DEFAULTS, **HYPER_DEFAULTS, "dim_feat": 32, "dim_rep": 16, "depth": 2, "num_heads": 4,
+                     "maxlen": 9, **changes})
+
+
+def test_legacy_pose3d_checkpoint_loads_with_eps_1e5_and_reproduces_its_outputs(tmp_path, capsys):
+    """A checkpoint whose saved config has no layernorm_eps was trained with 1e-5 (before this key existed)."""
+    torch.manual_seed(0)
+    old = randomize_hyper(build_model(tiny_cfg(layernorm_eps=1e-5), verbose=False)).eval()
+    x = torch.randn(2, 9, NUM_JOINTS, 3)
+    with torch.no_grad():
+        expected = old(x)
+    legacy_config = {k: v for k, v in tiny_cfg().items() if k != "layernorm_eps"}
+    torch.save({"model_pos": old.state_dict(), "config": legacy_config}, tmp_path / "old.bin")
+    model = load_model(tiny_cfg(layernorm_eps=1e-6), str(tmp_path / "old.bin"))
+    assert model.config.layernorm_eps == 1e-5
+    with torch.no_grad():
+        assert torch.equal(model(x), expected)
+        new = load_weights(build_model(tiny_cfg(), verbose=False), old.state_dict()).eval()
+        assert (new(x) - expected).abs().max() > 1e-6        # the eps matters for these weights
+    out = capsys.readouterr().out
+    assert out.count("note:") == 1 and "saved before checkpoints recorded layernorm_eps" in out
+
+
+def test_training_state_saves_the_models_eps_and_load_model_uses_it(tmp_path, capsys):
+    from lib.engine.checkpoint import training_state
+    model = build_model(tiny_cfg(layernorm_eps=1e-5), verbose=False)
+    state = training_state(model, torch.optim.AdamW(model.parameters()), tiny_cfg(), 1, 1e-4, 50.0)
+    assert state["config"]["layernorm_eps"] == 1e-5             # the model's, not the config's 1e-6
+    torch.save(state, tmp_path / "ckpt.bin")
+    assert load_model(tiny_cfg(), str(tmp_path / "ckpt.bin")).config.layernorm_eps == 1e-5
+    assert "not the command line's layernorm_eps 1e-06" in capsys.readouterr().out
+    assert load_model(tiny_cfg(layernorm_eps=1e-5), str(tmp_path / "ckpt.bin")).config.layernorm_eps == 1e-5
+    assert "note:" not in capsys.readouterr().out
+
+
+def test_resolve_layernorm_eps_rules():
+    assert resolve_layernorm_eps({"model_pos": {}}, {"layernorm_eps": 1e-5})[0] == 1e-6       # MotionBERT
+    assert resolve_layernorm_eps({"model_pos": {}}, {}) == (1e-6, None)
+    assert resolve_layernorm_eps({"config": {"depth": 5}}, {})[0] == 1e-5                   # legacy Pose3D
+    assert resolve_layernorm_eps({"config": {"depth": 5}}, {"layernorm_eps": 1e-5})[1] is not None
+    assert resolve_layernorm_eps({"config": {"layernorm_eps": 1e-4}}, {})[0] == 1e-4         # saved
+    assert resolve_layernorm_eps({"config": {"layernorm_eps": 1e-4}}, {"layernorm_eps": 1e-4}) == (1e-4, None)
 
 
 def test_init_matches_motionbert():

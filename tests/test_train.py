@@ -13,7 +13,8 @@ import train
 from lib.data.skeleton import flip
 from lib.engine.checkpoint import load_checkpoint
 from lib.config.schema import ConfigError, load_config
-from lib.engine.evaluator import Evaluator, prepare_target
+from lib.data.codec import PoseCodec
+from lib.engine.evaluator import Evaluator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -107,7 +108,7 @@ def oracle_for(evaluator, rootrel, scale=1.0):
         idx = part["idx"]
         label = torch.from_numpy(part["reader"].read_3d("test")[idx])
         inputs.append(part["inputs"])
-        targets.append(prepare_target(label, rootrel).numpy())
+        targets.append(PoseCodec(rootrel=rootrel).encode_target(label).numpy())
     return Oracle(np.concatenate(inputs), np.concatenate(targets), scale)
 
 

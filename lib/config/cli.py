@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-from lib.config.schema import ConfigError, load_config, parse_override
+from lib.config.schema import ConfigError, check_value, load_config, parse_override
+
+# Flags that set a config key of the same name. A flag wins over ``--set`` only when it is given
+# (argparse default None, or False for the on/off flags --bf16 and --gt_2d); its value is checked
+# by the schema like any other (lib/config/schema.py), so ``--version 3`` names the flag.
+KEY_FLAGS = ("version", "hyper_relation_bias", "pretrained", "backbone_lr_mult", "freeze_backbone_epochs",
+             "bf16", "gt_2d")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -34,12 +40,13 @@ def base_parser(description: str) -> ArgumentParser:
     p = ArgumentParser(description)
     p.add_argument("--config", required=True, help="training config YAML (configs/pose3d/*.yaml)")
     p.add_argument("--hyper_cfg", default=None, help="hyperedge partition YAML (hyper_config/method2/*.yaml)")
-    p.add_argument("--hyper_relation_bias", choices=("none", "uniform"), default=None,
+    p.add_argument("--hyper_relation_bias", default=None, metavar="{none,uniform}",
                    help="version 2: joint-joint relation bias init (identity / skeleton adjacency)")
-    p.add_argument("--version", type=int, choices=(1, 2), default=None,
+    p.add_argument("--version", default=None, metavar="{1,2}",
                    help="1 = DSTformer (MotionBERT), 2 = hypergraph DSTformer")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set epochs=10 --set learning_rate=1e-4")
+                   help="override any config key (docs/config.md), e.g. --set epochs=10 --set pretrained=null; "
+                        "--set distill.KEY=VALUE for the distill file; a flag for the same key wins")
     p.add_argument("--seed", type=int, default=0, help="random seed (model init, data order, flips)")
     return p
 
@@ -54,25 +61,26 @@ def add_training_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("-p", "--pretrained", default=None, metavar="PATH",
                    help="fine-tune: initialise the weights from this checkpoint (MotionBERT or Pose3D; a "
                         "folder means its latest_epoch.bin); a resume (-r or latest_epoch.bin) wins over it")
-    p.add_argument("--backbone_lr_mult", type=float, default=None,
+    p.add_argument("--backbone_lr_mult", default=None, metavar="MULT",
                    help="fine-tune: lr of the pretrained parameters = learning_rate x this (new ones: x 1)")
-    p.add_argument("--freeze_backbone_epochs", type=int, default=None,
+    p.add_argument("--freeze_backbone_epochs", default=None, metavar="N",
                    help="fine-tune: keep the pretrained parameters fixed for the first N epochs")
     return p
 
 
+def flag_overrides(args: argparse.Namespace) -> dict:
+    """Config values of the :data:`KEY_FLAGS` given on the command line, checked by the schema."""
+    given = {key: getattr(args, key, None) for key in KEY_FLAGS}
+    return {key: check_value(key, value, f"the command line (--{key})")
+            for key, value in given.items() if value is not None and value is not False}
+
+
 def resolve_config(args: argparse.Namespace, distill_cfg: str | None = None):
-    """Config from the files in ``args`` plus explicit CLI values (see lib/config/schema.py).
-    A bad config raises :class:`~lib.errors.ConfigError` naming the key and the file."""
+    """Config from the files in ``args`` plus explicit CLI values (see lib/config/schema.py):
+    ``--set`` values, then the flags that were given. A bad config raises
+    :class:`~lib.errors.ConfigError` naming the key and the file (or flag)."""
     overrides = dict(parse_override(text) for text in args.overrides)
-    overrides["version"] = args.version
-    overrides["hyper_relation_bias"] = args.hyper_relation_bias
-    if getattr(args, "bf16", False):
-        overrides["bf16"] = True
-    if getattr(args, "gt_2d", False):
-        overrides["gt_2d"] = True
-    for key in ("pretrained", "backbone_lr_mult", "freeze_backbone_epochs"):
-        overrides[key] = getattr(args, key, None)
+    overrides.update(flag_overrides(args))
     cfg = load_config(args.config, args.hyper_cfg, distill_cfg, overrides)
     training = hasattr(args, "pretrained") and not getattr(args, "evaluate", "")   # train.py, train_distill.py
     if training and cfg.finetune and not cfg.pretrained:

@@ -1,76 +1,215 @@
-"""Configuration: YAML files with a closed set of keys, resolved in a fixed order.
+"""Configuration: one declarative schema of every key, YAML files resolved in a fixed order.
 
-Resolution order (later wins): the defaults below, the ``--config`` YAML, the ``--hyper_cfg``
-YAML (hypergraph partition), the ``--distill_cfg`` YAML (stored under ``cfg.distill``), then
-explicit command-line values (``--version``, ``--hyper_relation_bias``, ``--set key=value``).
+Resolution order (later wins): the defaults in :data:`KEYS`, the ``--config`` YAML, the
+``--hyper_cfg`` YAML (hyperedge partition), the ``--distill_cfg`` YAML (stored under
+``cfg.distill``), then explicit command-line values (``--set key=value`` and the flags
+``--version``, ``--hyper_relation_bias``, ... of :mod:`lib.config.cli`; a flag wins over ``--set``
+only when it is given). ``null`` in a file or in ``--set key=null`` means None.
 
-A key that is not listed here is an error naming the key and the file, so a typo never silently
-falls back to a default. The resolved config is saved next to every checkpoint.
+Every key has one default, one check (type and range), a meaning and the entry points that read
+it; docs/config.md is rendered from this table (:mod:`lib.config.docs`). A key that is not listed
+is an error naming the key and the file, so a typo never silently falls back to a default; the
+MotionBERT keys Pose3D does not implement (:data:`REJECTED`) are an error saying so. The resolved
+config is saved next to every checkpoint.
 """
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable, Mapping
+import difflib
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 import yaml
 from easydict import EasyDict
 
+from lib.config.types import Bool, Choice, Float, Int, Invalid, ListOf, Optional, Partition, Str
+from lib.data.synthetic import SIZES
 from lib.errors import ConfigError
 from lib.io import load_yaml, write_yaml
 
-# Every key a training config may set, with its default. Names follow MotionBERT/EHGFormer.
-TRAIN_DEFAULTS: dict[str, Any] = {
-    # model (DSTformer, reference B1)
-    "version": 1,                 # 1 = plain DSTformer, 2 = hypergraph-biased DSTformer
-    "dim_feat": 512, "dim_rep": 512, "depth": 5, "num_heads": 8, "mlp_ratio": 2,
-    "maxlen": 243, "num_joints": 17, "att_fuse": True,
-    "drop_path_rate": 0.0, "dropout": 0.0,
-    "hyper_relation_bias": "uniform",  # version 2: 'none' (identity) or 'uniform' (adjacency)
-    # training
-    "epochs": 120, "batch_size": 32, "learning_rate": 2e-4, "weight_decay": 0.01,
-    "lr_decay": 0.99, "checkpoint_frequency": 30, "eval_frequency": 1, "no_eval": False,
-    "eval_full_coverage": True,   # also score every test frame (all tds offsets, video tails)
-    "finetune": False, "partial_train": None, "num_workers": 2, "bf16": False,
-    "compile": False, "max_iters_per_epoch": 0,
-    # fine-tuning (docs/train.md "Finetune"; lib/model/pretrained.py). finetune: true needs pretrained.
-    "pretrained": None,           # checkpoint file (or run folder -> latest_epoch.bin): weights only
-    "backbone_lr_mult": 1.0,      # lr of the pretrained parameters = learning_rate x this
-    "freeze_backbone_epochs": 0,  # pretrained parameters get lr 0 for the first N epochs
-    "temp_embed_resize": "auto",  # other clip length: 'auto' (truncate / interpolate) or 'interpolate'
-    # data
-    "data_root": "data/motion3d/", "subset_list": ["H36M-SH"],
-    "dt_root": "data/motion3d/", "dt_file": "h36m_sh_conf_cam_source_final.pkl",
-    "clip_len": 243, "data_stride": 81, "sample_stride": 2, "clip_store": "auto",
-    "synthetic_data": None,       # if set: make this synthetic size when dt_file is missing
-    # loss weights (reference C1)
-    "lambda_3d_pos": 1.0, "lambda_scale": 0.5, "lambda_3d_velocity": 20.0, "lambda_tcl": 0.0,
-    "lambda_lv": 0.0, "lambda_lg": 0.0, "lambda_a": 0.0, "lambda_av": 0.0,
-    # augmentation and input
-    "flip": True, "synthetic": False, "mask_ratio": 0.0, "mask_T_ratio": 0.0, "noise": False,
-    "rootrel": True, "no_conf": False, "gt_2d": False,
+TRAIN, DISTILL, EVAL, VIS = "train.py", "train_distill.py", "evaluate.py", "vis_attn.py"
+EXPORT, WILD = "deployment/deployment_pose3d.py", "deployment/infer_wild.py"
+ENTRY_POINTS = (TRAIN, DISTILL, EVAL, VIS, EXPORT, WILD)
+TRAINING = (TRAIN, DISTILL)                  # the training loop (train.py -e evaluates only)
+SCORING = (TRAIN, DISTILL, EVAL)             # the test-set evaluation
+SOURCE = (TRAIN, DISTILL, EVAL, VIS)         # read the H36M source file
+
+# Which file a group's keys live in (the sections of docs/config.md, in order).
+SECTIONS = {"model": "config", "training": "config", "fine-tuning": "config", "data": "config",
+            "loss": "config", "evaluation/selection": "config", "hyperedge file": "hyper",
+            "distill file": "distill"}
+FILE_FLAGS = {"config": "--config", "hyper": "--hyper_cfg", "distill": "--distill_cfg"}
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: default, check (:mod:`lib.config.types`), one-line meaning, readers, group."""
+
+    name: str
+    default: Any
+    check: Callable[[Any], Any]
+    meaning: str
+    readers: tuple[str, ...]
+    group: str
+    note: str = ""               # appended to a bad value's error (e.g. what Pose3D implements)
+
+    @property
+    def section(self) -> str:
+        return SECTIONS[self.group]
+
+
+def _keys(group: str, readers: tuple[str, ...], *rows) -> list[Key]:
+    """Rows ``(name, default, check, meaning[, note])`` of one group, all read by ``readers``."""
+    return [Key(row[0], row[1], row[2], row[3], readers, group, *row[4:]) for row in rows]
+
+
+POSITIVE, COUNT = Int(lo=1), Int(lo=0)
+WEIGHT = Float(lo=0)
+PATH, OPT_PATH = Str(), Optional(Str())
+NOT_IN_HYPERGRAPH = "lib/model/modules/hypergraph.py and lib/model/dstformer.py implement only this value"
+
+KEYS: tuple[Key, ...] = (
+    *_keys("model", ENTRY_POINTS,
+        ("version", 1, Int(choices=(1, 2)), "1 = DSTformer (MotionBERT), 2 = hypergraph-biased DSTformer"),
+        ("dim_feat", 512, POSITIVE, "channels of every transformer block"),
+        ("dim_rep", 512, POSITIVE, "channels of the representation layer before the 3D head"),
+        ("depth", 5, POSITIVE, "number of spatio-temporal block pairs"),
+        ("num_heads", 8, POSITIVE, "attention heads (must divide dim_feat)"),
+        ("mlp_ratio", 2, Float(lo=0, lo_open=True), "MLP hidden width = dim_feat x this"),
+        ("maxlen", 243, POSITIVE, "frames of the temporal position embedding (longest clip)"),
+        ("num_joints", 17, Int(choices=(17,)), "joints per frame (H36M-17)",
+         "the data, skeleton and hypergraph are H36M-17 only"),
+        ("att_fuse", True, Bool(), "fuse the two stream orders with learned weights (else average)"),
+        ("drop_path_rate", 0.0, Float(lo=0, hi=1, hi_open=True), "stochastic depth rate of the last block"),
+        ("dropout", 0.0, Float(lo=0, hi=1, hi_open=True), "dropout of embeddings, attention projections, MLPs"),
+        ("layernorm_eps", 1e-6, Float(lo=0, lo_open=True), "eps of every LayerNorm (MotionBERT's 1e-6)"),
+        ("hyper_relation_bias", "uniform", Choice("none", "uniform"),
+         "version 2: joint-joint relation bias init ('none' identity, 'uniform' skeleton adjacency)"),
+        ("no_conf", False, Bool(), "drop the 2D confidence channel (model input x, y only)"),
+    ),
+    *_keys("training", TRAINING,
+        ("epochs", 120, POSITIVE, "training epochs"),
+        ("batch_size", 32, POSITIVE, "clips per step (per process under DDP)"),
+        ("learning_rate", 2e-4, Float(lo=0, lo_open=True), "AdamW learning rate of epoch 0"),
+        ("weight_decay", 0.01, WEIGHT, "AdamW weight decay"),
+        ("lr_decay", 0.99, Float(lo=0, hi=1, lo_open=True), "learning rate x this after every epoch"),
+        ("checkpoint_frequency", 30, POSITIVE, "keep epoch_N.bin every N epochs"),
+        ("num_workers", 2, COUNT, "DataLoader worker processes"),
+        ("bf16", False, Bool(), "bf16 autocast (GPU); also the --bf16 flag"),
+        ("compile", False, Bool(), "torch.compile the model"),
+        ("max_iters_per_epoch", 0, COUNT, "stop each epoch after this many steps (0 = whole epoch)"),
+        ("flip", True, Bool(), "random left-right flip augmentation (p = 0.5 per clip)"),
+    ),
+    *_keys("training", (TRAIN, DISTILL, EVAL, EXPORT, WILD),
+        ("rootrel", True, Bool(), "static (root-relative) targets; false = dynamic/global targets"),
+    ),
+    *_keys("fine-tuning", TRAINING,
+        ("finetune", False, Bool(), "this config fine-tunes: pretrained (or --pretrained) is required"),
+        ("pretrained", None, OPT_PATH, "initial weights: a checkpoint file or a run folder (latest_epoch.bin)"),
+        ("backbone_lr_mult", 1.0, WEIGHT, "lr of the pretrained parameters = learning_rate x this"),
+        ("freeze_backbone_epochs", 0, COUNT, "pretrained parameters get lr 0 for the first N epochs"),
+        ("temp_embed_resize", "auto", Choice("auto", "interpolate"),
+         "pretrained clip length differs: 'auto' truncates or interpolates, 'interpolate' always interpolates"),
+    ),
+    *_keys("data", SOURCE,
+        ("dt_root", "data/motion3d/H36M-SH", PATH, "folder of the H36M source pickle"),
+        ("dt_file", "h36m_sh_conf_cam_source_final.pkl", PATH, "name of the H36M source pickle"),
+        ("clip_len", 243, POSITIVE, "frames per clip (<= maxlen)"),
+        ("data_stride", 81, POSITIVE, "frames between the starts of training clips (after sample_stride)"),
+        ("sample_stride", 2, POSITIVE, "temporal downsampling tds: keep every n-th frame"),
+        ("synthetic_data", None, Optional(Choice(*SIZES)),
+         "size of the synthetic source to generate when dt_file is missing (null: never generate)"),
+    ),
+    *_keys("data", TRAINING,
+        ("data_root", "data/motion3d/", PATH, "root of the clip folders"),
+        ("subset_list", ["H36M-SH/Mixste_Style_v2"], ListOf(Str(), min_len=1),
+         "clip folders under data_root, concatenated"),
+        ("clip_store", "auto", Choice("auto", "pkl", "npy"),
+         "clip reader: 'pkl' per-clip pickles, 'npy' fast store, 'auto' the fast one when valid"),
+    ),
+    *_keys("data", SCORING,
+        ("gt_2d", False, Bool(), "ground-truth 2D input instead of detections; also the --gt_2d flag"),
+    ),
+    *_keys("loss", TRAINING,
+        ("lambda_3d_pos", 1.0, WEIGHT, "weight of MPJPE"),
+        ("lambda_scale", 0.5, WEIGHT, "weight of scale-normalised MPJPE (N-MPJPE)"),
+        ("lambda_3d_velocity", 20.0, WEIGHT, "weight of the velocity (frame difference) error"),
+        ("lambda_tcl", 0.0, WEIGHT, "weight of the temporal consistency loss"),
+        ("lambda_lv", 0.0, WEIGHT, "weight of the limb-length variance loss"),
+        ("lambda_lg", 0.0, WEIGHT, "weight of the limb-length error against the ground truth"),
+        ("lambda_a", 0.0, WEIGHT, "weight of the joint-angle error"),
+        ("lambda_av", 0.0, WEIGHT, "weight of the joint-angle velocity error"),
+    ),
+    *_keys("evaluation/selection", TRAINING,
+        ("eval_frequency", 1, POSITIVE, "evaluate every N epochs (and after the last)"),
+        ("no_eval", False, Bool(), "skip the evaluation during training"),
+        ("select_on", "val", Choice("val", "test"),
+         "split that picks best_epoch.bin: 'val' (held out from training) or 'test' (the references')"),
+        ("val_fraction", 0.05, Float(lo=0, hi=0.5),
+         "share of training sequences (all cameras of a sequence together) held out for validation"),
+        ("val_subjects", None, Optional(ListOf(Str(r"S\d+", "S8"), min_len=1)),
+         "hold out these training subjects (e.g. [S8]) instead of val_fraction"),
+    ),
+    *_keys("evaluation/selection", SCORING,
+        ("eval_full_coverage", True, Bool(), "also score every test frame (all tds offsets, video tails)"),
+        ("recipe", None, Optional(Str()), "name of the recipe the config follows, written in every results table"),
+    ),
+    *_keys("hyperedge file", (),
+        ("spatial_mode", "hyper_dependent_common", Choice("hyper_dependent_common"),
+         "EHGFormer's spatial attention mode (checked only)", NOT_IN_HYPERGRAPH),
+        ("hyper_head", 1, Int(choices=(1,)), "EHGFormer's hypergraph heads (checked only)", NOT_IN_HYPERGRAPH),
+        ("hyper_multi_merge_mode", "none", Choice("none"),
+         "EHGFormer's merge of several partitions (checked only)", NOT_IN_HYPERGRAPH),
+        ("dataset", "h36m", Choice("h36m"), "EHGFormer's skeleton name (checked only)", NOT_IN_HYPERGRAPH),
+    ),
+    *_keys("hyperedge file", ENTRY_POINTS,
+        ("joint_label", None, Optional(Partition(17)),
+         "version 2: [[hyperedge id of each of the 17 joints]], ids 0..K-1"),
+    ),
+    *_keys("distill file", (DISTILL,),
+        ("teacher_ckpt", None, OPT_PATH,
+         "teacher checkpoint (null: checkpoint/pose3d/h36m[_global]/best_epoch.bin by rootrel)"),
+        ("student_ckpt", None, OPT_PATH, "initial student weights (any checkpoint with model_pos)"),
+        ("distiller_ckpt", None, OPT_PATH, "initial distiller weights (a distillation checkpoint)"),
+        ("middle_ids_t", [], ListOf(COUNT), "teacher layers paired with middle_ids_s"),
+        ("middle_ids_s", [], ListOf(COUNT), "student layers that learn the paired teacher layers"),
+        ("common_kd_alpha", 0.5, WEIGHT, "weight of MPJPE(student pose, teacher pose)"),
+        ("middle_kd_alpha", 0.5, WEIGHT, "weight of the feature mimicking terms"),
+        ("t_dep", None, Optional(POSITIVE), "expected teacher depth (null: no check)"),
+        ("s_dep", None, Optional(POSITIVE), "expected student depth = depth (null: no check)"),
+        ("t_cs", None, Optional(POSITIVE), "expected teacher dim_feat (null: no check)"),
+        ("s_cs", None, Optional(POSITIVE), "expected student dim_feat (null: no check)"),
+        ("t_f", None, Optional(POSITIVE), "expected teacher maxlen (null: no check)"),
+        ("s_f", None, Optional(POSITIVE), "expected student maxlen (null: no check)"),
+        ("generation", False, Bool(), "reconstruct the last pair's teacher features from masked student ones"),
+        ("generation_tds", 2, Int(lo=2), "generation keeps every n-th frame of the student features"),
+        ("generation_alpha", 1.0, WEIGHT, "weight of the generation term"),
+    ),
+)
+
+SCHEMA: dict[str, Key] = {key.name: key for key in KEYS}
+
+# MotionBERT augmentation keys that Pose3D does not implement: an error, never silently ignored.
+REJECTED = {
+    "partial_train": "MotionBERT's training on a fraction of the data",
+    "mask_ratio": "MotionBERT's random joint masking",
+    "mask_T_ratio": "MotionBERT's random frame masking",
+    "noise": "MotionBERT's 2D noise augmentation",
+    "synthetic": "MotionBERT's synthetic 2D augmentation",
 }
 
-# Keys of a --hyper_cfg file (reference B5). joint_label: list of one 17-entry partition.
-HYPER_DEFAULTS: dict[str, Any] = {
-    "spatial_mode": "hyper_dependent_common", "hyper_head": 1,
-    "hyper_multi_merge_mode": "none", "dataset": "h36m", "joint_label": None,
-}
 
-# Keys of a --distill_cfg file (reference D); stored under cfg.distill. docs/distillation.md
-# explains each (the weights were measured there). No layer pairs and no generation by default,
-# so train.py/evaluate.py configs (which never pass a distill file) validate whatever their depth.
-DISTILL_DEFAULTS: dict[str, Any] = {
-    "teacher_ckpt": None,          # null: checkpoint/pose3d/h36m[_global]/best_epoch.bin by rootrel
-    "student_ckpt": None,          # initial student weights (any checkpoint with model_pos)
-    "distiller_ckpt": None,        # initial distiller weights (a distillation checkpoint's extra)
-    "middle_ids_t": [], "middle_ids_s": [],   # paired teacher/student layer indices
-    "common_kd_alpha": 0.5,        # output-level term: MPJPE(student pose, teacher pose)
-    "middle_kd_alpha": 0.5,        # feature terms (mean normalised MSE over the mimicked pairs)
-    "t_dep": None, "s_dep": None, "t_cs": None, "s_cs": None, "t_f": None, "s_f": None,
-    "generation": False, "generation_tds": 2, "generation_alpha": 1.0,
-}
+def _defaults(section: str) -> dict[str, Any]:
+    return {k.name: k.default for k in KEYS if k.section == section}
+
+
+TRAIN_DEFAULTS: dict[str, Any] = _defaults("config")
+HYPER_DEFAULTS: dict[str, Any] = _defaults("hyper")
+DISTILL_DEFAULTS: dict[str, Any] = _defaults("distill")
 
 DISTILL_PREFIX = "distill."   # --set distill.KEY=VALUE overrides a --distill_cfg key
+CLI = "the command line (--set)"
+CLI_DISTILL = "the command line (--set distill.KEY=VALUE)"
 
 
 def read_yaml(path: str) -> dict:
@@ -78,126 +217,138 @@ def read_yaml(path: str) -> dict:
     return load_yaml(path)
 
 
-def _merge_checked(base: dict, update: Mapping, known: Iterable[str], source: str) -> None:
-    known = set(known)
-    for key, value in update.items():
-        if key not in known:
-            hint = _closest(key, known)
-            raise ConfigError(f"unknown config key {key!r} in {source}" + (f" (did you mean {hint!r}?)" if hint else ""))
-        base[key] = _coerce(key, value, base.get(key), source)
-
-
-def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
-    """Numbers for numeric keys: YAML reads ``2e-4`` (no dot) as a string, we read it as 0.0002."""
-    if isinstance(default, bool) or not isinstance(default, (int, float)) or not isinstance(value, str):
-        return value
+def check_value(name: str, value: Any, source: str) -> Any:
+    """``value`` of key ``name`` checked and converted by its schema entry; ``source`` names the file."""
+    key = SCHEMA[name]
     try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{key!r} in {source} must be a number, got {value!r}") from None
-    return int(number) if isinstance(default, int) and number.is_integer() else number
+        return key.check(value)
+    except Invalid:
+        note = f" ({key.note})" if key.note else ""
+        raise ConfigError(f"{name!r} in {source} must be {key.check.describe}, got {value!r}{note}") from None
 
 
-def _closest(key: str, known: set) -> str | None:
-    import difflib
-    match = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
-    return match[0] if match else None
+def _check_known(name: str, section: str, source: str) -> None:
+    if name in REJECTED:
+        raise ConfigError(f"{name!r} in {source}: {REJECTED[name]} is not implemented in Pose3D, so the key "
+                          "would do nothing; remove it")
+    known = {k.name for k in KEYS if k.section == section or (section == "cli" and k.section != "distill")}
+    if name not in known:
+        match = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f" (did you mean {match[0]!r}?)" if match else ""
+        raise ConfigError(f"unknown config key {name!r} in {source}{hint}")
+
+
+def _merge(base: dict, origins: dict, update: Mapping, section: str, source: str) -> None:
+    """Check and copy ``update`` into ``base``; ``origins`` remembers where each value came from."""
+    for name, value in update.items():
+        _check_known(name, section, source)
+        base[name] = check_value(name, value, source)
+        origins[name] = source
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """Parse a ``key=value`` command-line override; the value is read as YAML (1e-4, true, [1,2])."""
+    """Parse a ``key=value`` command-line override; the value is read as YAML (1e-4, true, [1,2], null)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key=value")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML (quote it or fix the brackets)") from None
 
 
 def load_config(config_path: str, hyper_cfg: str | None = None, distill_cfg: str | None = None,
                 overrides: Mapping[str, Any] | None = None) -> EasyDict:
-    """Resolve the full config (see module docstring). ``overrides`` are explicit CLI values."""
-    cfg: dict[str, Any] = copy.deepcopy(TRAIN_DEFAULTS)
+    """Resolve the full config (see module docstring). ``overrides`` are explicit command-line values
+    (``distill.KEY`` for the distill section); None is a value (null), not "not given"."""
+    cfg, distill = copy.deepcopy(TRAIN_DEFAULTS), copy.deepcopy(DISTILL_DEFAULTS)
     cfg.update(copy.deepcopy(HYPER_DEFAULTS))
-    _merge_checked(cfg, read_yaml(config_path), TRAIN_DEFAULTS, config_path)
+    origins: dict[str, str] = {}
+    _merge(cfg, origins, read_yaml(config_path), "config", config_path)
     if hyper_cfg:
-        _merge_checked(cfg, read_yaml(hyper_cfg), HYPER_DEFAULTS, hyper_cfg)
-    distill = copy.deepcopy(DISTILL_DEFAULTS)
+        _merge(cfg, origins, read_yaml(hyper_cfg), "hyper", hyper_cfg)
+    distill_origins: dict[str, str] = {}
     if distill_cfg:
-        _merge_checked(distill, read_yaml(distill_cfg), DISTILL_DEFAULTS, distill_cfg)
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    _merge_checked(distill, {k[len(DISTILL_PREFIX):]: v for k, v in overrides.items() if k.startswith(DISTILL_PREFIX)},
-                   DISTILL_DEFAULTS, "the command line (--set distill.KEY=VALUE)")
+        _merge(distill, distill_origins, read_yaml(distill_cfg), "distill", distill_cfg)
+    overrides = dict(overrides or {})
+    _merge(distill, distill_origins, {k[len(DISTILL_PREFIX):]: v for k, v in overrides.items()
+                                      if k.startswith(DISTILL_PREFIX)}, "distill", CLI_DISTILL)
+    _merge(cfg, origins, {k: v for k, v in overrides.items() if not k.startswith(DISTILL_PREFIX)}, "cli", CLI)
     cfg["distill"] = distill
-    _merge_checked(cfg, {k: v for k, v in overrides.items() if not k.startswith(DISTILL_PREFIX)},
-                   list(TRAIN_DEFAULTS) + list(HYPER_DEFAULTS), "the command line")
     cfg["config_path"] = config_path
-    validate(cfg)
+    validate(cfg, origins)
+    validate_distill(distill, cfg, distill_origins)
     return EasyDict(cfg)
 
 
-def validate(cfg: Mapping[str, Any]) -> None:
-    """Check value ranges that would otherwise fail deep inside training."""
-    if cfg["version"] not in (1, 2):
-        raise ConfigError(f"version must be 1 (DSTformer) or 2 (hypergraph DSTformer), got {cfg['version']!r}")
-    if cfg["hyper_relation_bias"] not in ("none", "uniform"):
-        raise ConfigError(f"hyper_relation_bias must be 'none' or 'uniform', got {cfg['hyper_relation_bias']!r}")
+def _origin(origins: Mapping[str, str] | None, name: str) -> str:
+    """The file (or command line) that set ``name``, or 'the defaults'."""
+    return (origins or {}).get(name, "the defaults")
+
+
+def _at(values: Mapping[str, Any], origins: Mapping[str, str] | None, name: str) -> str:
+    """``dim_feat=60 (from cfg.yaml)``: a key, its value and where it came from, for cross-key errors."""
+    return f"{name}={values[name]!r} (from {_origin(origins, name)})"
+
+
+def validate(cfg: Mapping[str, Any], origins: Mapping[str, str] | None = None) -> None:
+    """Cross-key rules of the resolved config (each key's own check ran when it was merged)."""
     if cfg["version"] == 2 and not cfg.get("joint_label"):
-        raise ConfigError("version 2 needs a hyperedge partition: pass --hyper_cfg "
+        raise ConfigError(f"{_at(cfg, origins, 'version')} needs a hyperedge partition: pass --hyper_cfg "
                           "hyper_config/method2/manual_joint_label1.yaml (or set joint_label)")
     if cfg["clip_len"] > cfg["maxlen"]:
-        raise ConfigError(f"clip_len ({cfg['clip_len']}) exceeds the model's maxlen ({cfg['maxlen']})")
+        raise ConfigError(f"{_at(cfg, origins, 'clip_len')} exceeds the model's {_at(cfg, origins, 'maxlen')}")
     if cfg["dim_feat"] % cfg["num_heads"]:
-        raise ConfigError(f"dim_feat ({cfg['dim_feat']}) must be divisible by num_heads ({cfg['num_heads']})")
-    validate_distill(cfg["distill"], cfg)
+        raise ConfigError(f"{_at(cfg, origins, 'dim_feat')} must be divisible by {_at(cfg, origins, 'num_heads')}")
+    if cfg["select_on"] == "val" and not cfg["val_fraction"] and not cfg["val_subjects"]:
+        raise ConfigError(f"{_at(cfg, origins, 'select_on')} needs a validation split but "
+                          f"{_at(cfg, origins, 'val_fraction')} and {_at(cfg, origins, 'val_subjects')}; "
+                          "set one of them, or select_on: test")
 
 
 # Student sizes that a distill file may state: distill key -> training config key.
 STUDENT_SIZE_KEYS = {"s_dep": "depth", "s_cs": "dim_feat", "s_f": "maxlen"}
 
 
-def validate_distill(distill: Mapping[str, Any], cfg: Mapping[str, Any]) -> None:
+def validate_distill(distill: Mapping[str, Any], cfg: Mapping[str, Any],
+                     origins: Mapping[str, str] | None = None) -> None:
     """Check the ``--distill_cfg`` section against itself and the student config.
 
     The teacher-dependent checks (``t_dep``/``t_cs``/``t_f``, teacher layer ids, rootrel) need
     the teacher checkpoint and live in ``lib.engine.distill``.
     """
+    for name in DISTILL_DEFAULTS:
+        check_value(name, distill[name], _origin(origins, name))
     ids_t, ids_s = distill["middle_ids_t"], distill["middle_ids_s"]
-    for key in ("middle_ids_t", "middle_ids_s"):
-        ids = distill[key]
-        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
-            raise ConfigError(f"distill {key} must be a list of layer indices (integers >= 0), got {ids!r}")
     if len(ids_t) != len(ids_s):
-        raise ConfigError(f"distill middle_ids_t {ids_t} and middle_ids_s {ids_s} must pair up (same length)")
+        raise ConfigError(f"distill {_at(distill, origins, 'middle_ids_t')} and "
+                          f"{_at(distill, origins, 'middle_ids_s')} must pair up (same length)")
     bad = [i for i in ids_s if i >= cfg["depth"]]
     if bad:
-        raise ConfigError(f"distill middle_ids_s {ids_s}: layer(s) {bad} do not exist in a student of depth {cfg['depth']}")
-    for key in ("common_kd_alpha", "middle_kd_alpha", "generation_alpha"):
-        if not isinstance(distill[key], (int, float)) or isinstance(distill[key], bool) or distill[key] < 0:
-            raise ConfigError(f"distill {key} must be a number >= 0, got {distill[key]!r}")
-    _validate_generation(distill)
-    if len(ids_s) > int(distill["generation"]) and not distill["middle_kd_alpha"]:
-        raise ConfigError(f"distill middle_ids_s {ids_s} pair layers for feature mimicking but middle_kd_alpha is 0; "
-                          "give it a weight or empty middle_ids_t/middle_ids_s")
-    if distill["generation"] and not distill["generation_alpha"]:
-        raise ConfigError("distill generation is on but generation_alpha is 0; give it a weight or set generation: false")
+        raise ConfigError(f"distill {_at(distill, origins, 'middle_ids_s')}: layer(s) {bad} do not "
+                          f"exist in a student of depth {cfg['depth']}")
+    _validate_weights(distill, origins)
     for key, train_key in STUDENT_SIZE_KEYS.items():
         if distill[key] is not None and distill[key] != cfg[train_key]:
-            raise ConfigError(f"distill {key}={distill[key]} but the student config has {train_key}={cfg[train_key]}; "
-                              f"the student's size comes from --config (so evaluate.py, vis_attn.py and the "
-                              f"deployment build the same model): set {train_key} there or drop {key}")
-    for key in ("t_dep", "t_cs", "t_f"):
-        if distill[key] is not None and (not isinstance(distill[key], int) or distill[key] <= 0):
-            raise ConfigError(f"distill {key} must be a positive integer or null, got {distill[key]!r}")
+            raise ConfigError(f"distill {_at(distill, origins, key)} but the student config has "
+                              f"{train_key}={cfg[train_key]}; the student's size comes from --config (so "
+                              f"evaluate.py, vis_attn.py and the deployment build the same model): set {train_key} "
+                              f"there or drop {key}")
 
 
-def _validate_generation(distill: Mapping[str, Any]) -> None:
-    if not isinstance(distill["generation"], bool):
-        raise ConfigError(f"distill generation must be true or false, got {distill['generation']!r}")
-    tds = distill["generation_tds"]
-    if not isinstance(tds, int) or isinstance(tds, bool) or tds < 2:
-        raise ConfigError(f"distill generation_tds must be an integer >= 2 (keep every tds-th frame), got {tds!r}")
+def _validate_weights(distill: Mapping[str, Any], origins: Mapping[str, str] | None) -> None:
+    """Each distillation term that is switched on has a weight, and generation has its layer pair."""
+    ids_s = distill["middle_ids_s"]
     if distill["generation"] and not distill["middle_ids_t"]:
-        raise ConfigError("distill generation needs a layer pair: it reconstructs the teacher features of the "
-                          "last pair in middle_ids_t/middle_ids_s, and both lists are empty")
+        raise ConfigError(f"distill {_at(distill, origins, 'generation')} needs a layer pair: it reconstructs "
+                          "the teacher features of the last pair in middle_ids_t/middle_ids_s, and both are empty")
+    if len(ids_s) > int(distill["generation"]) and not distill["middle_kd_alpha"]:
+        raise ConfigError(f"distill middle_ids_s {ids_s} pair layers for feature mimicking but middle_kd_alpha is 0 "
+                          f"(from {_origin(origins, 'middle_kd_alpha')}); give it a weight or empty "
+                          "middle_ids_t/middle_ids_s")
+    if distill["generation"] and not distill["generation_alpha"]:
+        raise ConfigError(f"distill generation is on but generation_alpha is 0 (from "
+                          f"{_origin(origins, 'generation_alpha')}); give it a weight or set generation: false")
 
 
 def to_plain(cfg: Mapping) -> dict:
@@ -212,3 +363,4 @@ def to_plain(cfg: Mapping) -> dict:
 def save_config(cfg: Mapping, path: str) -> None:
     """Write the resolved config as YAML (atomically)."""
     write_yaml(path, to_plain(cfg))
+

@@ -10,7 +10,10 @@ confidence), label = normalised (x_n, y_n, z_n), not root-relative.
   gathering a whole batch into one buffer was measured slower: the fresh multi-MB buffer per
   batch costs more page faults than the copy saves, see docs/benchmarks.md.)
 
-Random flipping is done per batch in the training loop (seeded, resumable), not here.
+Random flipping is done per batch in the training loop (seeded, resumable), not here. The
+``gt_2d`` / ``no_conf`` options are the codec's (:class:`~lib.data.codec.PoseCodec`);
+``make_dataset`` keeps the confidence channel, which the trainer's codec drops for ``no_conf``
+models (a distillation teacher may still read it).
 """
 from __future__ import annotations
 
@@ -21,16 +24,17 @@ import torch
 from torch.utils.data import Dataset
 
 from lib.data.clip_store import choose_store, clip_files, open_array_clips, read_pickle_clip
-from lib.data.h36m import DataError
+from lib.data.codec import PoseCodec
+from lib.errors import DataError
 
 
-def make_dataset(cfg, split: str, no_conf: bool = False) -> Dataset:
+def make_dataset(cfg, split: str) -> Dataset:
     """The Dataset of ``split`` for a config: store from ``cfg.clip_store`` ('auto', 'pkl' or
     'npy'; auto = the fast store when present and valid, else the per-clip pickles)."""
     folders = [os.path.join(cfg.data_root, subset) for subset in cfg.subset_list]
     store = choose_store(folders, split, cfg.get("clip_store", "auto"))
     cls = ArrayClipDataset if store == "npy" else MotionDataset3D
-    return cls(cfg.data_root, cfg.subset_list, split, gt_2d=cfg.gt_2d, no_conf=no_conf)
+    return cls(cfg.data_root, cfg.subset_list, split, gt_2d=bool(cfg.gt_2d))
 
 
 class MotionDataset3D(Dataset):
@@ -48,14 +52,13 @@ class MotionDataset3D(Dataset):
                                 f"tools/convert_h36m_mixste_style.py --out_dir {os.path.join(data_root, subset)}"
                                 "\n(or run train.py with a quickstart config, which makes synthetic data).")
             self.files += found
-        self.gt_2d = gt_2d
-        self.no_conf = no_conf
+        self.codec = PoseCodec(gt_2d=gt_2d, no_conf=no_conf)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int):
-        return to_model_io(*read_pickle_clip(self.files[index]), self.gt_2d, self.no_conf)
+        return to_model_io(*read_pickle_clip(self.files[index]), self.codec)
 
 
 class ArrayClipDataset(Dataset):
@@ -66,7 +69,7 @@ class ArrayClipDataset(Dataset):
     def __init__(self, data_root: str, subset_list, split: str, gt_2d: bool = False,
                  no_conf: bool = False):
         self.folders = [os.path.join(data_root, subset) for subset in subset_list]
-        self.split, self.gt_2d, self.no_conf = split, gt_2d, no_conf
+        self.split, self.codec = split, PoseCodec(gt_2d=gt_2d, no_conf=no_conf)
         sizes = [len(open_array_clips(folder, split)) for folder in self.folders]
         self.offsets = np.cumsum([0] + sizes)
         self._arrays = None
@@ -90,21 +93,12 @@ class ArrayClipDataset(Dataset):
             raise IndexError(f"clip {index} out of range ({len(self)} clips)")
         part = int(np.searchsorted(self.offsets, index, side="right")) - 1
         clip = torch.from_numpy(np.array(self.arrays()[part][index - self.offsets[part]]))  # one copy
-        x, y = apply_input_options(clip[0], clip[1], self.gt_2d, self.no_conf)
-        return x.contiguous(), y
+        return self.codec.encode_input(clip[0], clip[1]).contiguous(), clip[1]
 
 
-def to_model_io(data_input: np.ndarray, data_label: np.ndarray, gt_2d: bool, no_conf: bool):
-    """Apply the gt_2d / no_conf input options and convert to float tensors (``[..., T, 17, C]``;
-    always copies, so read-only memory maps are never handed to torch)."""
-    x, y = apply_input_options(torch.tensor(np.asarray(data_input), dtype=torch.float32),
-                               torch.tensor(np.asarray(data_label), dtype=torch.float32), gt_2d, no_conf)
-    return x.contiguous(), y
-
-
-def apply_input_options(x: torch.Tensor, y: torch.Tensor, gt_2d: bool, no_conf: bool):
-    """gt_2d: x, y of the input from the label, confidence 1 (in place); no_conf: drop channel 3."""
-    if gt_2d:
-        x[..., :2] = y[..., :2]
-        x[..., 2] = 1.0
-    return (x[..., :2] if no_conf else x), y
+def to_model_io(data_input: np.ndarray, data_label: np.ndarray, codec: PoseCodec):
+    """Float tensors ``(model input, label)`` of one clip (always copies, so read-only memory maps
+    are never handed to torch)."""
+    x = torch.tensor(np.asarray(data_input), dtype=torch.float32)
+    y = torch.tensor(np.asarray(data_label), dtype=torch.float32)
+    return codec.encode_input(x, y).contiguous(), y

@@ -78,6 +78,13 @@ def check_split(split_data: dict, split: str, path: str = "<source>") -> None:
         if key in split_data and len(split_data[key]) != n:
             raise DataError(f"{path}: '{split}/{key}' has {len(split_data[key])} frames but "
                             f"'source' has {n}; every per-frame array must have the same length")
+    for key in ("joint_2d", "joint3d_image", "confidence", "joints_2.5d_image", "2.5d_factor"):
+        if key in split_data:
+            bad = ~np.isfinite(np.asarray(split_data[key], dtype=np.float32))
+            if bad.any():
+                frame = int(np.argwhere(bad)[0][0])
+                raise DataError(f"{path}: '{split}/{key}' holds {int(bad.sum())} NaN/inf values (first at frame "
+                                f"{frame}); fill or drop those frames before training or evaluating")
 
 
 def split_clips(sources, n_frames: int, stride: int, cover_tail: bool = False) -> np.ndarray:
@@ -158,9 +165,10 @@ class DataReaderH36M:
         if not 0 <= frame_offset < sample_stride:
             raise ConfigError(f"frame_offset must be in [0, {sample_stride}), got {frame_offset}")
         self.frame_offset = frame_offset
-        self._res = {split: resolutions(self._strided(split, "camera_name")) for split in SPLITS}
+        self._res = {split: resolutions(self.strided(split, "camera_name")) for split in SPLITS}
 
-    def _strided(self, split: str, key: str) -> np.ndarray:
+    def strided(self, split: str, key: str) -> np.ndarray:
+        """Per-frame array ``key`` of ``split`` after ``sample_stride`` (from ``frame_offset``)."""
         return np.asarray(self.raw[split][key])[self.frame_offset:: self.sample_stride]
 
     def resolution(self, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +177,7 @@ class DataReaderH36M:
 
     def read_2d(self, split: str) -> np.ndarray:
         """Model input ``[F, 17, 3]`` float32: normalised x, y and the confidence."""
-        joints = self._strided(split, "joint_2d")[..., :2].astype(np.float32)
+        joints = self.strided(split, "joint_2d")[..., :2].astype(np.float32)
         xy = normalize_2d(joints, *self._res[split])
         conf = self._confidence(split, len(xy))
         return np.concatenate([xy, conf], axis=-1)
@@ -177,16 +185,16 @@ class DataReaderH36M:
     def _confidence(self, split: str, n: int) -> np.ndarray:
         if not self.read_confidence or "confidence" not in self.raw[split]:
             return np.ones((n, NUM_JOINTS, 1), np.float32)
-        conf = self._strided(split, "confidence").astype(np.float32)
+        conf = self.strided(split, "confidence").astype(np.float32)
         return conf[..., None] if conf.ndim == 2 else conf
 
     def read_3d(self, split: str) -> np.ndarray:
         """Training label ``[F, 17, 3]`` float32: normalised ``joint3d_image`` (not root-relative)."""
-        return normalize_3d(self._strided(split, "joint3d_image"), *self._res[split])
+        return normalize_3d(self.strided(split, "joint3d_image"), *self._res[split])
 
     def clip_indices(self, split: str, cover_tail: bool = False) -> np.ndarray:
         """``[num_clips, n_frames]`` frame indices (into the strided arrays) of the split's clips."""
-        sources = self._strided(split, "source")
+        sources = self.strided(split, "source")
         return split_clips(sources, self.n_frames, self.data_stride[split], cover_tail=cover_tail)
 
     def get_sliced_data(self, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -197,7 +205,7 @@ class DataReaderH36M:
     def test_meta(self, strided: bool = True) -> TestMeta:
         """Evaluation metadata of the test split: strided like the inputs, or at the full rate
         of the source file (index it with :meth:`original_frames`)."""
-        get = (lambda k: self._strided("test", k)) if strided else (lambda k: np.asarray(self.raw["test"][k]))
+        get = (lambda k: self.strided("test", k)) if strided else (lambda k: np.asarray(self.raw["test"][k]))
         return TestMeta(actions=get("action"), factor=get("2.5d_factor").astype(np.float64),
                         gt_mm=get("joints_2.5d_image").astype(np.float64), sources=get("source"))
 
@@ -205,9 +213,13 @@ class DataReaderH36M:
         """Map indices into the strided arrays back to frame indices of the source file."""
         return self.frame_offset + self.sample_stride * np.asarray(strided_idx)
 
-    def denormalize(self, pred: np.ndarray, clip_idx: np.ndarray, split: str = "test") -> np.ndarray:
-        """Normalised predictions ``[num_clips, T, 17, 3]`` -> pixel-scaled 3D, using each
-        clip's first-frame resolution as in the reference (clips never mix cameras)."""
+    def clip_resolution(self, clip_idx: np.ndarray, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+        """``(width, height)`` ``[num_clips, 1]`` of each clip's first frame, what the reference
+        denormalises a clip with (clips never mix cameras)."""
         w, h = self._res[split]
         first = clip_idx[:, 0]
-        return denormalize_3d(pred, w[first][:, None], h[first][:, None])
+        return w[first][:, None], h[first][:, None]
+
+    def denormalize(self, pred: np.ndarray, clip_idx: np.ndarray, split: str = "test") -> np.ndarray:
+        """Normalised predictions ``[num_clips, T, 17, 3]`` -> pixel-scaled 3D (clip resolution)."""
+        return denormalize_3d(pred, *self.clip_resolution(clip_idx, split))

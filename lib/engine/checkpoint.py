@@ -56,7 +56,10 @@ def set_rng_state(state: dict) -> None:
 
 def training_state(model, optimizer, cfg, epoch: int, lr: float, min_loss: float, extra=None) -> dict:
     """Everything needed to resume a run exactly (see module docstring)."""
-    state = {"model_pos": unwrap(model).state_dict(), "config": to_plain(cfg), "epoch": epoch,
+    config = to_plain(cfg)
+    if hasattr(getattr(unwrap(model), "config", None), "layernorm_eps"):
+        config["layernorm_eps"] = unwrap(model).config.layernorm_eps   # the eps the weights were trained with
+    state = {"model_pos": unwrap(model).state_dict(), "config": config, "epoch": epoch,
              "lr": lr, "optimizer": optimizer.state_dict(), "min_loss": min_loss, "rng": rng_state()}
     if extra is not None:
         state["extra"] = extra

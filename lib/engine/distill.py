@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lib.model.distiller import Distiller
 from lib.engine import distributed as dist
-from lib.engine.evaluator import model_input
+from lib.data.codec import PoseCodec
 from lib.engine.trainer import Trainer
 from lib.errors import CheckpointError, ConfigError
 from lib.io import load_checkpoint
@@ -69,7 +69,7 @@ def load_teacher(cfg) -> nn.Module:
     except (CheckpointMismatchError, KeyError) as err:
         raise DistillError(f"teacher weights in {path!r} do not fit the config saved with them: {err}") from err
     teacher.requires_grad_(False).eval()
-    teacher.no_conf = bool(teacher_cfg.get("no_conf", False))
+    teacher.codec = PoseCodec.from_config(teacher_cfg)
     return teacher
 
 
@@ -139,20 +139,20 @@ class DistillTrainer(Trainer):
     def extra_modules(self) -> dict:
         return {"distiller": self.distiller}
 
-    def setup(self, resume: str = "") -> None:
-        super().setup(resume)
+    def setup(self, resume: str = "", data=None) -> None:
+        super().setup(resume, data)
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_distiller = DistributedDataParallel(self.distiller, device_ids=ids)
 
-    def _wrap(self, model):
-        return super()._wrap(WithFeatures(model))
+    def wrap(self, model):
+        return super().wrap(WithFeatures(model))
 
     def compute_loss(self, x: torch.Tensor, target: torch.Tensor):
         d = self.cfg.distill
         with torch.no_grad():
-            teacher = self.teacher.forward_with_extras(model_input(x, self.teacher.no_conf))
-        student = self.ddp_model(model_input(x, self.cfg.no_conf))
+            teacher = self.teacher.forward_with_extras(self.teacher.codec.model_channels(x))
+        student = self.ddp_model(self.codec.model_channels(x))
         pred = student["output"].float()
         total, terms = compute_losses(pred, target, self.cfg)
         if d.common_kd_alpha:

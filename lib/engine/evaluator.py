@@ -15,14 +15,22 @@ Protocol (reference A9), the default and the number to compare with the literatu
 Full coverage: the same, but scoring every frame of the test videos: every tds offset
 (0 .. tds-1) is evaluated and each video's tail gets a last clip aligned to its end; frames
 covered by several clips average their errors.
+
+The protocol is named as it is (:func:`protocol_name`): at tds 1 with 243-frame clips it is
+MotionBERT's, at tds 2 EHGFormer's (every second test frame only); anything else has no
+published counterpart. Validation (:class:`ValidationScorer`): the held-out training sequences
+of ``lib.data.splits``, scored the same way (flip TTA, non-overlapping clips) but in pixel-scaled
+units, because the source's train split has no 2.5d factor. Evaluation always runs in fp32.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from lib.data.codec import PoseCodec
 from lib.data.h36m import DataReaderH36M
-from lib.data.skeleton import flip
+from lib.data.normalize import denormalize_3d
+from lib.data.splits import validation_clip_indices
 from lib.engine import metrics
 from lib.io import write_json
 
@@ -34,42 +42,17 @@ def reader_from_config(cfg, frame_offset: int = 0, source: dict | None = None) -
                           frame_offset=frame_offset, source=source)
 
 
-def prepare_target(label: torch.Tensor, rootrel: bool) -> torch.Tensor:
-    """Training target from a normalised label ``[N, T, 17, 3]`` (reference A8).
-
-    static (``rootrel``): every frame root-relative. dynamic: only z changes, relative to the
-    root depth of the clip's first frame.
-    """
-    if rootrel:
-        return label - label[:, :, :1, :]
-    target = label.clone()
-    target[..., 2] = target[..., 2] - label[:, :1, :1, 2]
-    return target
-
-
-def model_input(x: torch.Tensor, no_conf: bool) -> torch.Tensor:
-    """Drop the confidence channel for ``no_conf`` models."""
-    return x[..., :2] if no_conf else x
-
-
 @torch.no_grad()
-def predict_clips(model, inputs: np.ndarray, cfg, device, batch_size: int = 64,
-                  flip_tta: bool = True) -> np.ndarray:
-    """Normalised predictions ``[C, T, 17, 3]`` for input clips ``[C, T, 17, 3]``, with flip TTA
-    and the root / gt_2d handling of the protocol."""
+def predict_clips(model, inputs: np.ndarray, codec: PoseCodec, device, labels: np.ndarray | None = None,
+                  batch_size: int = 64, flip_tta: bool = True) -> np.ndarray:
+    """Normalised predictions ``[C, T, 17, 3]`` (fp32) for input clips ``[C, T, 17, 3]``, batched,
+    decoded by ``codec`` (flip TTA, root and gt_2d handling). ``labels``: needed for gt_2d."""
     model.eval()
     out = []
     for start in range(0, len(inputs), batch_size):
         x = torch.from_numpy(inputs[start:start + batch_size]).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(cfg.bf16)):
-            pred = model(model_input(x, cfg.no_conf)).float()
-            if flip_tta:
-                pred_flip = model(model_input(flip(x), cfg.no_conf)).float()
-                pred = (pred + flip(pred_flip)) / 2
-        if cfg.rootrel:
-            pred[:, :, 0, :] = 0
-        if cfg.gt_2d:
-            pred[..., :2] = x[..., :2]
+        y = None if labels is None else torch.from_numpy(labels[start:start + batch_size]).to(device)
+        pred = codec.predict(lambda t: model(t).float(), x, y, flip_tta)
         out.append(pred.cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0,) + inputs.shape[1:], np.float32)
 
@@ -79,6 +62,7 @@ class Evaluator:
 
     def __init__(self, cfg, reader: DataReaderH36M | None = None):
         self.cfg = cfg
+        self.codec = PoseCodec.from_config(cfg)
         base = reader or reader_from_config(cfg)
         offsets = range(cfg.sample_stride) if cfg.eval_full_coverage else [0]
         self.readers = [base] + [reader_from_config(cfg, o, base.raw) for o in offsets if o]
@@ -91,11 +75,9 @@ class Evaluator:
         idx = reader.clip_indices("test", cover_tail=full)
         regular = {tuple(r) for r in reader.clip_indices("test")[:, [0, -1]].tolist()}
         protocol = np.array([reader.frame_offset == 0 and (r[0], r[-1]) in regular for r in idx[:, [0, -1]].tolist()])
-        inputs = reader.read_2d("test")[idx]
-        if self.cfg.gt_2d:
-            inputs[..., :2] = reader.read_3d("test")[idx][..., :2]
-            inputs[..., 2] = 1.0
-        return {"reader": reader, "idx": idx, "inputs": inputs, "protocol": protocol}
+        labels = reader.read_3d("test")[idx] if self.codec.gt_2d else None
+        return {"reader": reader, "idx": idx, "inputs": reader.read_2d("test")[idx], "labels": labels,
+                "protocol": protocol}
 
     def num_clips(self) -> int:
         return sum(len(p["idx"]) for p in self.parts)
@@ -104,10 +86,10 @@ class Evaluator:
         """Score ``model``: ``{'protocol': {...}, 'full_coverage': {...}}`` (see lib/engine/metrics)."""
         preds_mm, frames, protocol = [], [], []
         for part in self.parts:
-            pred = predict_clips(model, part["inputs"], self.cfg, device, batch_size)
-            pixel = part["reader"].denormalize(pred, part["idx"])
+            pred = predict_clips(model, part["inputs"], self.codec, device, part["labels"], batch_size)
+            width, height = part["reader"].clip_resolution(part["idx"])
             global_idx = part["reader"].original_frames(part["idx"])
-            preds_mm.append(pixel * self.meta.factor[global_idx][..., None, None])
+            preds_mm.append(self.codec.decode_mm(pred, width, height, self.meta.factor[global_idx]))
             frames.append(global_idx)
             protocol.append(part["protocol"])
         preds_mm, frames, protocol = map(np.concatenate, (preds_mm, frames, protocol))
@@ -121,8 +103,50 @@ class Evaluator:
                                        self.meta.actions, self.meta.sources)
 
 
+class ValidationScorer:
+    """P1/P2 of a model on the held-out training sequences (pixel-scaled units, flip TTA)."""
+
+    def __init__(self, cfg, reader: DataReaderH36M, held_out: set[str]):
+        self.codec = PoseCodec.from_config(cfg)
+        idx = validation_clip_indices(reader, held_out)
+        width, height = (r[idx[:, 0]][:, None] for r in reader.resolution("train"))
+        self.inputs, self.labels = reader.read_2d("train")[idx], reader.read_3d("train")[idx]
+        self.gt = denormalize_3d(self.labels, width, height)
+        self.size, self.sequences = (width, height), len(held_out)
+
+    def run(self, model, device=torch.device("cpu"), batch_size: int = 64) -> dict:
+        labels = self.labels if self.codec.gt_2d else None
+        pred = predict_clips(model, self.inputs, self.codec, device, labels, batch_size)
+        pred, gt = metrics.root_relative(denormalize_3d(pred, *self.size)), metrics.root_relative(self.gt)
+        return {"p1": float(metrics.mpjpe(pred, gt).mean()), "p2": float(metrics.p_mpjpe(pred, gt).mean()),
+                "units": "px", "frames_scored": int(pred.shape[0] * pred.shape[1]), "sequences": self.sequences}
+
+
+PUBLISHED = {"MotionBERT (tds 1)": "MotionBERT's 39.2 mm (scratch) / 37.2 mm (fine-tuned)",
+             "EHGFormer (tds 2)": "EHGFormer's 38.3-38.8 mm (full) / 39.8-39.9 mm (distilled small)"}
+
+
+def protocol_name(cfg) -> str:
+    """``MotionBERT (tds 1)``, ``EHGFormer (tds 2)``, or a plain description when neither applies."""
+    tds, frames = int(cfg.sample_stride), int(cfg.clip_len)
+    if frames == 243 and tds in (1, 2):
+        return "MotionBERT (tds 1)" if tds == 1 else "EHGFormer (tds 2)"
+    return f"tds {tds}, {frames}-frame test clips (no published counterpart)"
+
+
+def describe(cfg, selected_on: str | None, epoch: int | None = None) -> dict:
+    """The ``about`` entry of every results JSON and table: protocol, selection split, recipe."""
+    name = protocol_name(cfg)
+    selection = {"val": "validation split (held-out training sequences)",
+                 "test": "test set, as MotionBERT/EHGFormer do (optimistic)"}.get(selected_on, "not selected (given file)")
+    return {"protocol": name, "compare_with": PUBLISHED.get(name, "no published number"),
+            "selected_on": selection, "recipe": cfg.get("recipe") or "unnamed (see the config file)",
+            "config": cfg.get("config_path"), "epoch": epoch}
+
+
 def format_table(results: dict) -> str:
-    """Per-action P1/P2 table (mm) of both evaluations, as printed by train.py / evaluate.py."""
+    """Per-action P1/P2 table (mm) of both evaluations, as printed by train.py / evaluate.py,
+    headed by what the numbers are (``results['about']``, see :func:`describe`)."""
     names = [k for k in ("protocol", "full_coverage") if k in results]
     actions = sorted(results[names[0]]["per_action"])
     head = f"{'action':<14}" + "".join(f"{n + ' P1':>20}{n + ' P2':>20}" for n in names)
@@ -136,7 +160,16 @@ def format_table(results: dict) -> str:
     lines.append("-" * len(head))
     lines.append(f"{'mean':<14}" + "".join(f"{results[n]['p1']:>20.2f}{results[n]['p2']:>20.2f}" for n in names))
     frames = ", ".join(f"{n}: {results[n]['frames_scored']} frames" for n in names)
-    lines.append(f"(protocol = MotionBERT/EHGFormer, comparable with the literature; {frames})")
+    lines.append(f"(protocol = the reference evaluation code on its frames; full_coverage = every test frame; {frames})")
+    if "validation" in results:
+        v = results["validation"]
+        lines.append(f"validation split: P1 {v['p1']:.2f} {v['units']}, P2 {v['p2']:.2f} {v['units']} "
+                     f"({v['frames_scored']} frames of {v['sequences']} held-out sequences)")
+    about = results.get("about")
+    if about:
+        lines = [f"protocol: {about['protocol']} -- compare with {about['compare_with']}",
+                 f"checkpoint selected on: {about['selected_on']}" + (f" (epoch {about['epoch']})" if about.get("epoch") is not None else ""),
+                 f"recipe: {about['recipe']}", ""] + lines
     return "\n".join(lines)
 
 

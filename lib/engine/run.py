@@ -5,17 +5,28 @@ import os
 
 import torch
 
-from lib.data.prepare import ensure_source
+from lib.data.prepare import ensure_clips, ensure_source
 from lib.engine import distributed as dist
-from lib.engine.evaluator import Evaluator, format_table, save_results
+from lib.engine.evaluator import Evaluator, describe, format_table, save_results
+from lib.io import load_checkpoint
 from lib.model.factory import load_model
 
 
+def prepare_data(cfg) -> None:
+    """Rank 0 makes the data the config trains on (synthetic source, clips); the others wait."""
+    dist.init_distributed()
+    if dist.is_main():
+        ensure_clips(cfg)
+    dist.barrier()
+
+
 def run_training(cfg, args, trainer_cls=None):
-    """Build the trainer (``Trainer`` unless given), set it up and train; returns the last results."""
+    """Prepare the data, build the trainer (``Trainer`` unless given), set it up and train;
+    returns the last results."""
     from lib.engine.trainer import Trainer
     trainer_cls = trainer_cls or Trainer
     try:
+        prepare_data(cfg)
         trainer = trainer_cls(cfg, args.checkpoint, seed=args.seed)
         trainer.setup(args.resume)
         return trainer.fit()
@@ -24,11 +35,14 @@ def run_training(cfg, args, trainer_cls=None):
 
 
 def run_evaluation(cfg, checkpoint_path: str) -> dict:
-    """Load ``checkpoint_path`` into the configured model, evaluate, print and save the table."""
+    """Load ``checkpoint_path`` into the configured model, evaluate, print and save the table
+    (its ``about`` says which split selected the checkpoint, when the checkpoint records it)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(cfg, checkpoint_path)
+    checkpoint = load_checkpoint(checkpoint_path)
+    model = load_model(cfg, checkpoint_path, checkpoint=checkpoint)
     ensure_source(cfg)  # the evaluation reads the source pickle, not the clip files
     results = Evaluator(cfg).run(model.to(device), device)
+    results["about"] = describe(cfg, checkpoint.get("selected_on"), checkpoint.get("epoch"))
     print(format_table(results))
     out = os.path.splitext(checkpoint_path)[0] + "_eval.json"
     save_results(results, out)

@@ -1,8 +1,23 @@
 """The training loop shared by train.py and train_distill.py.
 
-``Trainer`` owns the model, optimizer, data loader, evaluator, logging and checkpoints. A
-subclass changes what a step optimises by overriding :meth:`Trainer.compute_loss` and adds
-modules to optimise and save through :meth:`Trainer.extra_modules` (see the distillation trainer).
+Pieces, each usable on its own (tools/bench/benchmark.py drives a Trainer through the public
+methods): :func:`build_run_data` (training loader without the validation sequences, test
+evaluator, validation scorer; reads prepared clips, never writes them -- the entry point prepares
+the data), :func:`build_optimizer` and :func:`learning_rate` (AdamW groups and the per-epoch
+decay), and :class:`Trainer` (model, step, epoch loop, checkpoints, TensorBoard). A subclass
+changes what a step optimises by overriding :meth:`Trainer.compute_loss` and adds modules to
+optimise and save through :meth:`Trainer.extra_modules` (see the distillation trainer).
+
+Model selection: ``best_epoch.bin`` is the checkpoint with the lowest P1 on the validation split
+(``select_on: val``, held-out training sequences, lib/data/splits.py) or, as in the references,
+on the test protocol (``select_on: test``). The test set is scored for reporting either way.
+
+Nothing is lost when a run is killed. At the end of each epoch the weights are written to
+``latest_epoch.bin`` *first*; only then does anything that can fail run (evaluation, best
+checkpoint, results JSON). The evaluation results are then stored in ``latest_epoch.bin`` too,
+so a restart knows what the killed run had finished and completes the rest (the pending
+evaluation, the best checkpoint, the results files, the final table) before training on.
+Temporary files of interrupted writes are removed on start. TensorBoard is flushed every epoch.
 
 Determinism: the data order comes from a ``DistributedSampler`` seeded with ``seed`` and the
 epoch, the flip coin of each batch from a generator seeded with (seed, epoch, rank), and the
@@ -15,24 +30,30 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
+from lib.data.codec import PoseCodec
 from lib.data.dataset import make_dataset
-from lib.data.prepare import ensure_clips
+from lib.data.h36m import DataReaderH36M
 from lib.data.skeleton import flip
-from lib.model.factory import CheckpointMismatchError, build_model, load_weights
-from lib.model.loss import compute_losses
-from lib.model.pretrained import load_pretrained
+from lib.data.splits import train_clip_sequences, validation_sequences
+from lib.config.schema import save_config
 from lib.engine import distributed as dist
 from lib.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_state, training_state, unwrap
-from lib.config.schema import save_config
-from lib.engine.evaluator import Evaluator, format_table, model_input, prepare_target, save_results
-from lib.errors import ConfigError, TrainingDiverged
+from lib.engine.evaluator import Evaluator, ValidationScorer, describe, format_table, save_results
+from lib.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
+from lib.io import load_json, remove_stale_temp_files
+from lib.model.factory import CheckpointMismatchError, build_model, load_weights, resolve_layernorm_eps
+from lib.model.loss import compute_losses
+from lib.model.pretrained import load_pretrained
+
+LATEST, BEST = "latest_epoch.bin", "best_epoch.bin"
 
 
 def seed_everything(seed: int) -> None:
@@ -41,9 +62,49 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_train_loader(cfg, rank: int, world: int, seed: int) -> DataLoader:
-    """Shuffled training clips; the sampler is seeded and set per epoch (exact resume, DDP)."""
+# -- data ---------------------------------------------------------------------------------------
+@dataclass
+class RunData:
+    """What a training run reads: the training loader and, on rank 0, the scorers."""
+    loader: DataLoader
+    evaluator: Evaluator | None = None          # test set (reporting; selection with select_on: test)
+    validation: ValidationScorer | None = None  # held-out training sequences (selection)
+
+
+def build_run_data(cfg, rank: int = 0, world: int = 1, seed: int = 0, evaluate: bool = True) -> RunData:
+    """Loader over the training clips minus the validation sequences, and the scorers."""
     dataset = make_dataset(cfg, "train")
+    needs_source = evaluate or cfg.get("select_on", "val") == "val"
+    reader = source_reader(cfg) if needs_source else None
+    held_out = validation_sequences(reader.strided("train", "source"), cfg) if reader else set()
+    if held_out:
+        dataset = Subset(dataset, training_clips(dataset, reader, held_out, cfg))
+    loader = build_train_loader(dataset, cfg, rank, world, seed)
+    if not evaluate:
+        return RunData(loader)
+    return RunData(loader, Evaluator(cfg, reader), ValidationScorer(cfg, reader, held_out) if held_out else None)
+
+
+def source_reader(cfg) -> DataReaderH36M:
+    """The source pickle sliced as the config's clip folder (train stride) and the test protocol."""
+    return DataReaderH36M(cfg.clip_len, cfg.sample_stride, cfg.data_stride, cfg.clip_len, cfg.dt_root,
+                          cfg.dt_file, read_confidence=True)
+
+
+def training_clips(dataset: Dataset, reader: DataReaderH36M, held_out: set, cfg) -> np.ndarray:
+    """Indices of the clips that do not belong to a held-out sequence (clip i = ``%08d.pkl`` i)."""
+    sequences = train_clip_sequences(reader)
+    if len(sequences) != len(dataset):
+        raise DataError(f"the clip folder(s) {list(cfg.subset_list)} under {cfg.data_root} hold {len(dataset)} "
+                        f"training clips, but slicing {reader.path} with clip_len {cfg.clip_len}, data_stride "
+                        f"{cfg.data_stride}, sample_stride {cfg.sample_stride} gives {len(sequences)}: the clips "
+                        "were made from another source or with other settings; re-slice them with "
+                        "python tools/convert_h36m_mixste_style.py (docs/data.md)")
+    return np.flatnonzero(~np.isin(sequences, sorted(held_out)))
+
+
+def build_train_loader(dataset: Dataset, cfg, rank: int, world: int, seed: int) -> DataLoader:
+    """Shuffled training clips; the sampler is seeded and set per epoch (exact resume, DDP)."""
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
     workers = cfg.num_workers
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
@@ -58,6 +119,41 @@ def random_flip(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
     return torch.where(mask, flip(x), x), torch.where(mask, flip(y), y)
 
 
+# -- optimisation -------------------------------------------------------------------------------
+def build_optimizer(model: torch.nn.Module, cfg, pretrained=frozenset(), extra_params=()) -> torch.optim.AdamW:
+    """AdamW with two groups: the parameters loaded from ``pretrained`` (``backbone``, see
+    :func:`lr_multiplier`) and the rest (plus ``extra_params``); empty groups are dropped."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in named if n in pretrained], "backbone": True},
+              {"params": [p for n, p in named if n not in pretrained] + list(extra_params), "backbone": False}]
+    if cfg.freeze_backbone_epochs and not groups[1]["params"]:
+        raise ConfigError("freeze_backbone_epochs > 0, but every parameter comes from the pretrained "
+                          "checkpoint: nothing would train")
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+
+def learning_rate(cfg, epoch: int) -> float:
+    """Base learning rate of ``epoch``: ``learning_rate x lr_decay ** epoch`` (reference C2)."""
+    return cfg.learning_rate * cfg.lr_decay ** epoch
+
+
+def lr_multiplier(group: dict, cfg, epoch: int) -> float:
+    """1 for new parameters; backbone_lr_mult for pretrained ones, 0 (frozen) in the first epochs."""
+    if not group.get("backbone"):
+        return 1.0
+    return 0.0 if epoch < cfg.freeze_backbone_epochs else cfg.backbone_lr_mult
+
+
+def wrap_model(model: torch.nn.Module, cfg, device: torch.device, world: int) -> torch.nn.Module:
+    """``torch.compile`` (``cfg.compile``) and DDP (more than one process) around ``model``."""
+    if cfg.compile:
+        model = compile_or_fallback(model)
+    if world > 1:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return model
+
+
+# -- the trainer --------------------------------------------------------------------------------
 class Trainer:
     """Train (and evaluate) one model as configured; see the module docstring."""
 
@@ -66,9 +162,12 @@ class Trainer:
         self.rank, self.world, self.device = dist.init_distributed()
         seed_everything(seed)
         self.model = (model or build_model(cfg, verbose=dist.is_main())).to(self.device)
-        self.start_epoch, self.min_loss = 0, math.inf
-        self.writer = None
+        self.codec = PoseCodec.from_config(cfg)
+        self.select_on = cfg.get("select_on", "val")
+        self.start_epoch, self.min_loss, self.best_epoch = 0, math.inf, None
+        self.writer, self.pending, self.best_results = None, None, None
         self.history = []   # per epoch: loss terms, lr and (when evaluated) P1/P2
+        self.evaluator = self.validation = None
 
     # -- what a step optimises (overridden by the distillation trainer) --------------------
     def extra_modules(self) -> dict:
@@ -77,28 +176,38 @@ class Trainer:
 
     def compute_loss(self, x: torch.Tensor, target: torch.Tensor):
         """Total loss and a dict of unweighted terms for one batch."""
-        pred = self.ddp_model(model_input(x, self.cfg.no_conf))
+        pred = self.ddp_model(self.codec.model_channels(x))
         return compute_losses(pred.float(), target, self.cfg)
 
     # -- set-up ------------------------------------------------------------------------------
-    def setup(self, resume: str = "") -> None:
-        """Data, optimizer, logging and (if any) the checkpoint to resume from."""
+    def setup(self, resume: str = "", data: RunData | None = None) -> None:
+        """Data (``build_run_data`` unless given), optimizer, logging and the checkpoint to resume."""
         if dist.is_main():
-            ensure_clips(self.cfg)
             os.makedirs(self.checkpoint_dir, exist_ok=True)
-            save_config(self.cfg, os.path.join(self.checkpoint_dir, "config.yaml"))
-        dist.barrier()
-        self.loader = build_train_loader(self.cfg, self.rank, self.world, self.seed)
-        self.evaluator = None if self.cfg.no_eval or not dist.is_main() else Evaluator(self.cfg)
+            for path in remove_stale_temp_files(self.checkpoint_dir):
+                print(f"Removed {path}, left by an interrupted write")
+            save_config(self.cfg, self.path("config.yaml"))
+        evaluate = not self.cfg.no_eval and dist.is_main()
+        data = data or build_run_data(self.cfg, self.rank, self.world, self.seed, evaluate)
+        self.loader, self.evaluator, self.validation = data.loader, data.evaluator, data.validation
         for module in self.extra_modules().values():
             module.to(self.device)
         resume = resume or self._auto_resume_path()
-        pretrained = self.apply_pretrained(resume)
-        self.optimizer = torch.optim.AdamW(self.param_groups(pretrained),
-                                           lr=self.cfg.learning_rate, weight_decay=self.cfg.weight_decay)
-        if resume:
-            self.resume(resume)
-        self.ddp_model = self._wrap(self.model)
+        state = load_checkpoint(resume) if resume else None
+        if state is not None:
+            self.match_layernorm_eps(state, resume)
+        self.prepare_optimisation(self.apply_pretrained(resume))
+        if state is not None:
+            self.resume(resume, state)
+
+    def prepare_optimisation(self, pretrained=frozenset()) -> None:
+        """The optimizer over the model (and extra modules) and the wrapped model a step calls."""
+        extra = [p for m in self.extra_modules().values() for p in m.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(self.model, self.cfg, pretrained, extra)
+        self.ddp_model = self.wrap(self.model)
+
+    def wrap(self, model):
+        return wrap_model(model, self.cfg, self.device, self.world)
 
     def apply_pretrained(self, resume: str) -> set:
         """Initialise from ``cfg.pretrained`` (weights only) and return the pretrained parameter names.
@@ -114,70 +223,65 @@ class Trainer:
                                  apply=not resume, verbose=dist.is_main() and not resume)
         return report.loaded_parameters(self.model)
 
-    def param_groups(self, pretrained: set) -> list:
-        """AdamW groups: pretrained parameters (``backbone``, see :meth:`lr_multiplier`), then the rest."""
-        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        extra = [p for m in self.extra_modules().values() for p in m.parameters() if p.requires_grad]
-        groups = [{"params": [p for n, p in named if n in pretrained], "backbone": True},
-                  {"params": [p for n, p in named if n not in pretrained] + extra, "backbone": False}]
-        if self.cfg.freeze_backbone_epochs and not groups[1]["params"]:
-            raise ConfigError("freeze_backbone_epochs > 0, but every parameter comes from the pretrained "
-                             "checkpoint: nothing would train")
-        return [g for g in groups if g["params"]]
-
-    def lr_multiplier(self, group: dict, epoch: int) -> float:
-        """1 for new parameters; backbone_lr_mult for pretrained ones, 0 (frozen) in the first epochs."""
-        if not group.get("backbone"):
-            return 1.0
-        return 0.0 if epoch < self.cfg.freeze_backbone_epochs else self.cfg.backbone_lr_mult
-
     def _auto_resume_path(self) -> str:
-        path = os.path.join(self.checkpoint_dir, "latest_epoch.bin")
+        path = os.path.join(self.checkpoint_dir, LATEST)
         return path if os.path.isfile(path) else ""
 
-    def _wrap(self, model):
-        if self.cfg.compile:
-            model = compile_or_fallback(model)
-        if self.world > 1:
-            model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        return model
+    def match_layernorm_eps(self, state: dict, path: str) -> None:
+        """Rebuild the model with the LayerNorm eps the resumed run was trained with (a run made
+        before Pose3D stored the eps used 1e-5; see lib/model/factory.py)."""
+        eps, note = resolve_layernorm_eps(state, self.cfg)
+        if note and dist.is_main():
+            print(f"note: {path}: {note}")
+        if eps != self.model.config.layernorm_eps:
+            self.model = build_model(self.cfg, verbose=False, layernorm_eps=eps).to(self.device)
 
-    def resume(self, path: str) -> None:
-        """Restore model, optimizer, extra modules, epoch, best P1 and RNG state."""
-        state = load_checkpoint(path)
+    def resume(self, path: str, state: dict | None = None) -> None:
+        """Restore model, optimizer, extra modules, epoch, best score and RNG state; keep the
+        state so that :meth:`fit` completes what the stopped run had not finished."""
+        state = load_checkpoint(path) if state is None else state
         missing = [k for k in ("model_pos", "optimizer", "epoch", "min_loss", "rng") if k not in state]
         missing += [f"extra/{n}" for n in self.extra_modules() if n not in state.get("extra", {})]
         if missing:
             raise CheckpointMismatchError(f"{path} cannot resume this run: it lacks {missing} (a resume needs a "
                                           "latest/epoch checkpoint written by the same script; use --pretrained "
                                           "to start from another model's weights)")
+        if state.get("selected_on", self.select_on) != self.select_on:
+            raise CheckpointError(f"{path} selected its best checkpoint on the {state['selected_on']} split, this "
+                                  f"config on {self.select_on}; resume with the same select_on or start a new run")
         load_weights(self.model, state["model_pos"])
         for name, module in self.extra_modules().items():
             module.load_state_dict(state["extra"][name])
         self.optimizer.load_state_dict(state["optimizer"])
         self.start_epoch, self.min_loss = state["epoch"], state["min_loss"]
+        self.best_epoch = state.get("best_epoch")
         set_rng_state(state["rng"])
+        self.pending = state
         if dist.is_main():
-            print(f"Resumed from {path}: next epoch {self.start_epoch}, best P1 {self.min_loss:.2f} mm")
+            print(f"Resumed from {path}: next epoch {self.start_epoch}, best P1 {self.min_loss:.2f} "
+                  f"({self.select_on} split)")
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> dict | None:
         """Train from ``start_epoch`` to ``cfg.epochs``; returns the last evaluation results."""
-        results = None
-        if self.start_epoch >= self.cfg.epochs and dist.is_main():
-            print(f"{self.checkpoint_dir} has already trained all {self.cfg.epochs} epochs: raise the count with "
-                  "--set epochs=N to train on, or score it with evaluate.py --evaluate <checkpoint>.")
         if dist.is_main():
             from tensorboardX import SummaryWriter
             self.writer = SummaryWriter(os.path.join(self.checkpoint_dir, "logs"))
+            if self.pending is not None:
+                self.finish_epoch(self.pending, restart=True)
+            if self.start_epoch >= self.cfg.epochs:
+                print(f"{self.checkpoint_dir} has already trained all {self.cfg.epochs} epochs: raise the count with "
+                      "--set epochs=N to train on, or score it with evaluate.py --evaluate <checkpoint>.")
+        results = self.pending.get("results") if self.pending else None
         for epoch in range(self.start_epoch, self.cfg.epochs):
-            lr = self.cfg.learning_rate * self.cfg.lr_decay ** epoch
+            lr = learning_rate(self.cfg, epoch)
             for group in self.optimizer.param_groups:
-                group["lr"] = lr * self.lr_multiplier(group, epoch)
+                group["lr"] = lr * lr_multiplier(group, self.cfg, epoch)
             t0 = time.time()
             terms = self.train_epoch(epoch)
             results = self.end_epoch(epoch, lr, terms, time.time() - t0) or results
         if self.writer:
+            self.print_best()
             self.writer.close()
         return results
 
@@ -208,66 +312,121 @@ class Trainer:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         if self.cfg.flip:
             x, y = random_flip(x, y, coin)
-        target = prepare_target(y, self.cfg.rootrel)
+        target = self.codec.encode_target(y)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg.bf16)):
             loss, terms = self.compute_loss(x, target)
         if not torch.isfinite(loss):
             values = {k: float(v.detach()) for k, v in terms.items()}
             raise TrainingDiverged(f"loss is {float(loss.detach())} ({values}); "
-                                   f"stopped. The last good checkpoint is {self.checkpoint_dir}/latest_epoch.bin. "
+                                   f"stopped. The last good checkpoint is {self.checkpoint_dir}/{LATEST}. "
                                    "Try a lower learning_rate or check the input data for NaNs.")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return loss.detach(), {**{k: v.detach() for k, v in terms.items()}, "total": loss.detach()}
 
+    # -- end of an epoch: checkpoint first, then what can fail ---------------------------------
     def end_epoch(self, epoch: int, lr: float, terms: dict, seconds: float):
-        """Evaluate (every ``eval_frequency`` epochs), log and write checkpoints (rank 0)."""
+        """Write ``latest_epoch.bin`` (and ``epoch_k.bin``), log, then evaluate and select (rank 0)."""
         results = None
         if dist.is_main():
-            if self.evaluator is not None and ((epoch + 1) % self.cfg.eval_frequency == 0 or epoch + 1 == self.cfg.epochs):
-                results = self.evaluator.run(unwrap(self.model), self.device)
-            self.history.append({"epoch": epoch, "lr": lr, **terms,
-                                 **({"p1": results["protocol"]["p1"], "p2": results["protocol"]["p2"]} if results else {})})
-            self.log_epoch(epoch, lr, terms, seconds, results)
-            self.save_epoch(epoch, lr, results)
+            state = self.snapshot(epoch, lr)
+            save_checkpoint(self.path(LATEST), state)
+            if (epoch + 1) % self.cfg.checkpoint_frequency == 0:
+                save_checkpoint(self.path(f"epoch_{epoch}.bin"), state)
+            self.history.append({"epoch": epoch, "lr": lr, **terms})
+            self.log_training(epoch, lr, terms, seconds)
+            results = self.finish_epoch(state)
         dist.barrier()
         return results
 
-    def log_epoch(self, epoch, lr, terms, seconds, results) -> None:
-        p1 = f" P1 {results['protocol']['p1']:.2f} mm  P2 {results['protocol']['p2']:.2f} mm" if results else ""
+    def snapshot(self, epoch: int, lr: float) -> dict:
+        """Everything to resume after ``epoch`` (results: None until it is evaluated)."""
+        extra = {k: m.state_dict() for k, m in self.extra_modules().items()} or None
+        state = training_state(self.model, self.optimizer, self.cfg, epoch + 1, lr * self.cfg.lr_decay,
+                               self.min_loss, extra)
+        state.update(results=None, best_epoch=self.best_epoch, selected_on=self.select_on)
+        return state
+
+    def evaluation_due(self, epoch: int) -> bool:
+        return self.evaluator is not None and ((epoch + 1) % self.cfg.eval_frequency == 0 or epoch + 1 == self.cfg.epochs)
+
+    def finish_epoch(self, state: dict, restart: bool = False):
+        """Evaluate the epoch of ``state`` if due and not done, then write whatever is missing:
+        ``latest_epoch.bin`` with the results, ``best_epoch.bin`` and the results JSON files."""
+        epoch = state["epoch"] - 1
+        if state.get("results") is None and self.evaluation_due(epoch):
+            if restart:
+                print(f"Completing the evaluation of epoch {epoch + 1} that the stopped run did not finish")
+            state["results"] = self.evaluate(epoch)
+            score = self.selection_score(state["results"])
+            if score < self.min_loss:
+                self.min_loss, self.best_epoch = score, epoch
+            state.update(min_loss=self.min_loss, best_epoch=self.best_epoch)
+            save_checkpoint(self.path(LATEST), state)
+            save_results(state["results"], self.path("latest_epoch_results.json"))
+            self.log_evaluation(epoch, state["results"])
+        if state.get("best_epoch") == epoch and state.get("results") and self.best_is_stale(state["epoch"], restart):
+            save_checkpoint(self.path(BEST), state)
+            save_results(state["results"], self.path("best_epoch_results.json"))
+        return state.get("results")
+
+    def evaluate(self, epoch: int) -> dict:
+        """Test protocol (+ full coverage) and, with a validation split, its score; fp32, eval mode."""
+        model = unwrap(self.model)
+        results = self.evaluator.run(model, self.device)
+        if self.validation is not None:
+            results["validation"] = self.validation.run(model, self.device)
+        results["about"] = describe(self.cfg, self.select_on, epoch + 1)
+        return results
+
+    def selection_score(self, results: dict) -> float:
+        """P1 that picks ``best_epoch.bin``: validation split (select_on: val) or test protocol."""
+        return results["validation"]["p1"] if self.select_on == "val" else results["protocol"]["p1"]
+
+    def best_is_stale(self, epoch: int, restart: bool) -> bool:
+        """Whether ``best_epoch.bin`` must be (re)written for the state of ``epoch``: always at the
+        end of an epoch; on a restart only when the killed run did not finish writing it."""
+        if not restart:
+            return True
+        try:
+            return load_checkpoint(self.path(BEST)).get("epoch") != epoch
+        except CheckpointError:
+            return True
+
+    def print_best(self) -> None:
+        """The per-action table of the selected checkpoint (test set), at the end of every run."""
+        path = self.path("best_epoch_results.json")
+        if os.path.isfile(path):
+            print(f"Best checkpoint {self.path(BEST)}:")
+            print(format_table(load_json(path, "results file")))
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.checkpoint_dir, name)
+
+    # -- logging -----------------------------------------------------------------------------
+    def log_training(self, epoch: int, lr: float, terms: dict, seconds: float) -> None:
         print(f"[{epoch + 1}/{self.cfg.epochs}] {seconds / 60:.2f} min  lr {lr:.3e}  "
-              f"loss {terms.get('total', float('nan')):.5f}  mpjpe(train) {terms.get('3d_pos', float('nan')):.5f}{p1}",
+              f"loss {terms.get('total', float('nan')):.5f}  mpjpe(train) {terms.get('3d_pos', float('nan')):.5f}",
               flush=True)
-        step = epoch + 1
-        self.writer.add_scalar("lr", lr, step)
+        self.writer.add_scalar("lr", lr, epoch + 1)
         for k, v in terms.items():
-            self.writer.add_scalar(f"loss_{k}", v, step)
-        if results:
-            for name, res in results.items():
-                suffix = "" if name == "protocol" else f" ({name})"
-                self.writer.add_scalar(f"Error P1{suffix}", res["p1"], step)
-                self.writer.add_scalar(f"Error P2{suffix}", res["p2"], step)
+            self.writer.add_scalar(f"loss_{k}", v, epoch + 1)
         self.writer.flush()
 
-    def save_epoch(self, epoch: int, lr: float, results) -> None:
-        """latest every epoch; best when P1 improves; epoch_k every checkpoint_frequency."""
-        improved = results is not None and results["protocol"]["p1"] < self.min_loss
-        if improved:
-            self.min_loss = results["protocol"]["p1"]
-        extra = {k: m.state_dict() for k, m in self.extra_modules().items()} or None
-        state = training_state(self.model, self.optimizer, self.cfg, epoch + 1,
-                               lr * self.cfg.lr_decay, self.min_loss, extra)
-        save_checkpoint(os.path.join(self.checkpoint_dir, "latest_epoch.bin"), state)
-        if (epoch + 1) % self.cfg.checkpoint_frequency == 0:
-            save_checkpoint(os.path.join(self.checkpoint_dir, f"epoch_{epoch}.bin"), state)
-        if improved:
-            save_checkpoint(os.path.join(self.checkpoint_dir, "best_epoch.bin"), state)
-            save_results(results, os.path.join(self.checkpoint_dir, "best_epoch_results.json"))
-        if results is not None:
-            save_results(results, os.path.join(self.checkpoint_dir, "latest_epoch_results.json"))
-            if epoch + 1 == self.cfg.epochs:
-                print(format_table(results))
+    def log_evaluation(self, epoch: int, results: dict) -> None:
+        val = results.get("validation")
+        print(f"  epoch {epoch + 1} evaluated: test P1 {results['protocol']['p1']:.2f} mm  "
+              f"P2 {results['protocol']['p2']:.2f} mm" + (f"  validation P1 {val['p1']:.2f} {val['units']}" if val else "")
+              + ("  (best)" if self.best_epoch == epoch else ""), flush=True)
+        if self.history and self.history[-1]["epoch"] == epoch:
+            self.history[-1].update(p1=results["protocol"]["p1"], p2=results["protocol"]["p2"])
+        for name in ("protocol", "full_coverage", "validation"):
+            if name in results:
+                suffix = "" if name == "protocol" else f" ({name})"
+                self.writer.add_scalar(f"Error P1{suffix}", results[name]["p1"], epoch + 1)
+                self.writer.add_scalar(f"Error P2{suffix}", results[name]["p2"], epoch + 1)
+        self.writer.flush()
 
 
 def compile_or_fallback(model):

@@ -21,8 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lib.data.normalize import denormalize_3d
-from lib.data.skeleton import flip
+from lib.data.codec import PoseCodec
 from lib.errors import ConfigError, InputFileError
 from lib.io import check_input_file
 
@@ -73,16 +72,13 @@ def window_starts(num_frames: int, maxlen: int, overlap: int) -> list[int]:
     return starts + [num_frames - maxlen]
 
 
-def predict(runner, clips: np.ndarray, flip_tta: bool = True, batch_size: int = 8) -> np.ndarray:
-    """Model output ``[N, T, 17, 3]`` for ``clips [N, T, 17, 3]``, averaged with the mirrored
-    prediction of the mirrored input when ``flip_tta``."""
-    out = []
-    for start in range(0, len(clips), batch_size):
-        x = clips[start:start + batch_size].astype(np.float32)
-        pred = runner(x)
-        if flip_tta:
-            pred = (pred + flip(runner(flip(x)))) / 2
-        out.append(pred)
+def predict(runner, clips: np.ndarray, flip_tta: bool = True, batch_size: int = 8,
+            codec: PoseCodec = PoseCodec(rootrel=False)) -> np.ndarray:
+    """Model output ``[N, T, 17, 3]`` for ``clips [N, T, 17, 3]`` in batches, decoded by ``codec``
+    (flip TTA: averaged with the mirrored prediction of the mirrored input; the runner picks
+    the channels its model takes)."""
+    out = [codec.predict(runner, clips[start:start + batch_size].astype(np.float32), flip_tta=flip_tta)
+           for start in range(0, len(clips), batch_size)]
     return np.concatenate(out)
 
 
@@ -93,13 +89,14 @@ def lift(pose2d: np.ndarray, runner, maxlen: int, rootrel: bool, overlap: int,
     if num_frames <= maxlen:
         length = runner.fixed_len or num_frames
         clip = np.concatenate([pose2d, np.repeat(pose2d[-1:], length - num_frames, axis=0)])
-        pred = predict(runner, clip[None], flip_tta, batch_size)[0, :num_frames]
+        pred = predict(runner, clip[None], flip_tta, batch_size, PoseCodec(rootrel))[0, :num_frames]
     else:
         if not rootrel and overlap < 1:
             raise ConfigError("a global model needs overlap >= 1 to align the depth of consecutive windows")
         starts = window_starts(num_frames, maxlen, overlap)
         clips = np.stack([pose2d[s:s + maxlen] for s in starts])
-        pred = stitch(predict(runner, clips, flip_tta, batch_size), starts, num_frames, align_depth=not rootrel)
+        preds = predict(runner, clips, flip_tta, batch_size, PoseCodec(rootrel))
+        pred = stitch(preds, starts, num_frames, align_depth=not rootrel)
     return finish_root(pred, rootrel)
 
 
@@ -130,8 +127,6 @@ def finish_root(pred: np.ndarray, rootrel: bool) -> np.ndarray:
 
 
 def to_pixels(pose3d: np.ndarray, width: float, height: float, rootrel: bool) -> np.ndarray:
-    """Normalised 3D -> pixels (z in the same pixel scale). A global model's x, y land on the image
-    (inverse of reference A2); a static model's root-relative pose is only scaled by ``w / 2``."""
-    if rootrel:
-        return (pose3d * (width / 2)).astype(np.float32)
-    return denormalize_3d(pose3d, width, height)
+    """Normalised 3D -> pixels (z in the same pixel scale), see :meth:`PoseCodec.decode_pixels`:
+    a global model's x, y land on the image; a static model's root-relative pose is scaled by w/2."""
+    return PoseCodec(rootrel).decode_pixels(pose3d, width, height)

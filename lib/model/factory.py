@@ -3,6 +3,11 @@
 Every script builds its model with :func:`build_model` and loads a checkpoint into it with
 :func:`load_model` (build + :func:`load_weights` of :func:`extract_state_dict`), so MotionBERT
 checkpoints (``model_pos``, ``module.`` prefixes) and Pose3D checkpoints load the same way.
+
+LayerNorm eps of a checkpoint (:func:`resolve_layernorm_eps`, the one rule every loader uses):
+a Pose3D checkpoint (it carries a ``config`` mapping) saved with ``layernorm_eps`` is rebuilt with
+that value; one saved before the key existed used PyTorch's default 1e-5; a MotionBERT checkpoint
+(no Pose3D ``config``) was trained with MotionBERT's 1e-6.
 """
 from __future__ import annotations
 
@@ -20,6 +25,14 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 ARCH_KEYS = ("version", "dim_feat", "dim_rep", "depth", "num_heads", "mlp_ratio", "maxlen",
              "no_conf", "joint_label")
 STATE_DICT_KEYS = ("model_pos", "model", "state_dict")
+DEFAULT_LAYERNORM_EPS = 1e-6     # MotionBERT's load_backbone and EHGFormer's blocks (reference B1, B3)
+LEGACY_LAYERNORM_EPS = 1e-5      # Pose3D checkpoints saved before the config had layernorm_eps
+MOTIONBERT_LAYERNORM_EPS = 1e-6  # every released MotionBERT checkpoint
+EPS_ORIGINS = {
+    "motionbert": "a MotionBERT checkpoint: no Pose3D config inside; MotionBERT trains with 1e-6",
+    "legacy": "a Pose3D checkpoint saved before checkpoints recorded layernorm_eps; those runs used 1e-5",
+    "saved": "the layernorm_eps saved in the checkpoint's config",
+}
 
 
 class CheckpointMismatchError(CheckpointError):
@@ -36,7 +49,33 @@ def model_config(cfg: Mapping) -> DSTformerConfig:
         num_joints=cfg.get("num_joints", 17), maxlen=cfg["maxlen"], att_fuse=cfg.get("att_fuse", True),
         drop_path_rate=cfg.get("drop_path_rate", 0.0), dropout=cfg.get("dropout", 0.0), version=version,
         hyper_relation_bias=cfg.get("hyper_relation_bias", "uniform"),
-        joint_label=tuple(label[0]) if version == 2 else None)
+        joint_label=tuple(label[0]) if version == 2 else None,
+        layernorm_eps=float(cfg.get("layernorm_eps", DEFAULT_LAYERNORM_EPS)))
+
+
+def checkpoint_layernorm_eps(checkpoint: Mapping) -> tuple[float, str]:
+    """``(eps, origin)``: the LayerNorm eps ``checkpoint`` was trained with; ``origin`` is a key of ``EPS_ORIGINS``."""
+    saved = checkpoint.get("config")
+    if not isinstance(saved, Mapping):
+        return MOTIONBERT_LAYERNORM_EPS, "motionbert"
+    if "layernorm_eps" not in saved:
+        return LEGACY_LAYERNORM_EPS, "legacy"
+    return float(saved["layernorm_eps"]), "saved"
+
+
+def resolve_layernorm_eps(checkpoint: Mapping, cfg: Mapping) -> tuple[float, str | None]:
+    """The eps to build a model with to run ``checkpoint``, and a note to print (``None``: nothing to say).
+
+    The checkpoint's eps always wins over ``cfg.layernorm_eps``: a model reproduces its outputs
+    only with the eps it was trained with. A legacy Pose3D checkpoint (eps 1e-5) always gets a
+    note; the others get one when ``cfg`` asks for another value.
+    """
+    eps, origin = checkpoint_layernorm_eps(checkpoint)
+    wanted = float(cfg.get("layernorm_eps", DEFAULT_LAYERNORM_EPS))
+    if eps == wanted and origin != "legacy":
+        return eps, None
+    note = f"built with LayerNorm eps {eps:g}: {EPS_ORIGINS[origin]}"
+    return eps, note if eps == wanted else f"{note}, not the command line's layernorm_eps {wanted:g}"
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -44,9 +83,12 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def build_model(cfg: Mapping, verbose: bool = True) -> nn.Module:
-    """Build the DSTformer of ``cfg.version`` (1 = MotionBERT, 2 = hypergraph) from a resolved config."""
-    config = model_config(cfg)
+def build_model(cfg: Mapping, verbose: bool = True, layernorm_eps: float | None = None) -> nn.Module:
+    """Build the DSTformer of ``cfg.version`` (1 = MotionBERT, 2 = hypergraph) from a resolved config.
+
+    ``layernorm_eps`` overrides ``cfg.layernorm_eps`` (a checkpoint's eps, :func:`resolve_layernorm_eps`).
+    """
+    config = model_config(cfg if layernorm_eps is None else {**cfg, "layernorm_eps": layernorm_eps})
     model = DSTformer(config)
     if verbose:
         name = "DSTformer" if config.version == 1 else "HypergraphDSTformer"
@@ -114,10 +156,14 @@ def load_model(cfg: Mapping, path: str, verbose: bool = False, checkpoint: Mappi
     video lifting, distillation teacher). Raises :class:`CheckpointError` for an unreadable file
     and :class:`CheckpointMismatchError` naming the differing keys and, when the checkpoint stores
     its training config, the architecture settings that differ from ``cfg``. ``checkpoint``: the
-    already loaded contents of ``path``, when the caller needed them first.
+    already loaded contents of ``path``, when the caller needed them first. The LayerNorm eps is
+    the checkpoint's (:func:`resolve_layernorm_eps`), with a printed note when that needs saying.
     """
     checkpoint = load_checkpoint(path) if checkpoint is None else checkpoint
-    model = build_model(cfg, verbose=verbose)
+    eps, note = resolve_layernorm_eps(checkpoint, cfg)
+    if note:
+        print(f"note: {path}: {note}", flush=True)
+    model = build_model(cfg, verbose=verbose, layernorm_eps=eps)
     try:
         load_weights(model, extract_state_dict(checkpoint))
     except CheckpointMismatchError as err:

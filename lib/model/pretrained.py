@@ -17,6 +17,8 @@ optimizer, epoch, learning rate and RNG state of the checkpoint are never read. 
   so a 243-frame checkpoint run at 81 frames sees the same embedding as before) and linearly
   interpolates (``align_corners=True``: first and last entries kept) when ``L < maxlen``;
   ``'interpolate'`` interpolates in both directions.
+* LayerNorm eps: the fine-tuned model keeps its config's ``layernorm_eps``; a note says so when
+  the checkpoint was trained with another one (:func:`~lib.model.factory.checkpoint_layernorm_eps`).
 * Anything else (other width, depth, MLP size, joints, output size, another hyperedge partition,
   or, for a Pose3D checkpoint that carries its config, another ``num_heads``) raises
   :class:`~lib.model.factory.CheckpointMismatchError` naming every key and shape.
@@ -36,7 +38,7 @@ from torch import nn
 
 from lib.errors import CheckpointError, ConfigError
 from lib.io import load_checkpoint
-from lib.model.factory import CheckpointMismatchError, extract_state_dict, shorten
+from lib.model.factory import EPS_ORIGINS, CheckpointMismatchError, checkpoint_layernorm_eps, extract_state_dict, shorten
 from lib.model.modules import Attention, HypergraphAttention
 
 TEMP_EMBED = "temp_embed"
@@ -208,6 +210,16 @@ def _architecture_hint(model: nn.Module, state: Mapping[str, torch.Tensor]) -> s
     return f"; the checkpoint has {', '.join(diffs)}" if diffs else ""
 
 
+def _layernorm_eps_notes(model: nn.Module, checkpoint: Mapping) -> list[str]:
+    """A note when the checkpoint's LayerNorm eps is not the model's (the model keeps its own)."""
+    ours = getattr(getattr(model, "config", None), "layernorm_eps", None)
+    eps, origin = checkpoint_layernorm_eps(checkpoint)
+    if ours is None or eps == ours:
+        return []
+    return [f"the checkpoint was trained with LayerNorm eps {eps:g} ({EPS_ORIGINS[origin]}); "
+            f"the fine-tuned model keeps its config's layernorm_eps {ours:g}"]
+
+
 def load_pretrained(model: nn.Module, path: str, temp_embed_resize: str = "auto", apply: bool = True,
                     verbose: bool = True) -> LoadReport:
     """Initialise ``model`` from the checkpoint at ``path`` (file or run folder); see module docstring.
@@ -218,6 +230,7 @@ def load_pretrained(model: nn.Module, path: str, temp_embed_resize: str = "auto"
     checkpoint = load_checkpoint(path, "pretrained checkpoint")
     config = checkpoint.get("config") if isinstance(checkpoint.get("config"), Mapping) else None
     report, tensors = match_state_dict(model, extract_state_dict(checkpoint), temp_embed_resize, path, config)
+    report.messages.extend(_layernorm_eps_notes(model, checkpoint))
     if apply:
         model.load_state_dict(tensors, strict=False)
     if verbose:

@@ -35,7 +35,8 @@ from lib.data.skeleton import JOINT_NAMES
 from lib.errors import ConfigError
 from lib.io import atomic_write, save_npz
 from lib.model.factory import load_model
-from lib.engine.evaluator import model_input, reader_from_config
+from lib.data.codec import PoseCodec
+from lib.engine.evaluator import reader_from_config
 
 STREAMS = ("st", "ts")
 STREAM_NAMES = {"st": "st stream (spatial->temporal)", "ts": "ts stream (temporal->spatial)"}
@@ -356,7 +357,7 @@ def run_vis_attn(cfg, checkpoint_path: str, out_dir: str | None = None, clips: s
     joint_idx = select_joint(joint)
     inputs, chosen, labels = load_test_clips(cfg, clips)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    maps = collect_attention(model, model_input(inputs, cfg.no_conf), joint_idx, device)
+    maps = collect_attention(model, PoseCodec.from_config(cfg).model_channels(inputs), joint_idx, device)
     out_dir = out_dir or default_out_dir(checkpoint_path)
     label = model.hypergraph.joint_label.tolist() if model.hypergraph is not None else None
     figures = write_figures(maps, out_dir, layers, heads, label)

@@ -269,9 +269,7 @@ def make_trainer(cfg, work_dir: str):
     data/evaluator set-up, so ``train_step`` is the real training step."""
     from lib.engine.trainer import Trainer
     trainer = Trainer(cfg, os.path.join(work_dir, "checkpoint"), seed=0)
-    trainer.optimizer = torch.optim.AdamW(trainer.model.parameters(), lr=cfg.learning_rate,
-                                          weight_decay=cfg.weight_decay)
-    trainer.ddp_model = trainer._wrap(trainer.model)
+    trainer.prepare_optimisation()
     trainer.model.train()
     return trainer
 
@@ -286,10 +284,11 @@ def measure_throughput(cfg, steps: int = 10, rounds: int = 3, work_dir: str | No
     median clips/s of each, the number of train clips and the batch size.
     """
     import tempfile
+    from lib.data.dataset import make_dataset
     from lib.engine.trainer import build_train_loader
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         cfg = EasyDict({**cfg, "data_root": synthetic_clip_root(tmp, cfg), "subset_list": ["BENCH"]})
-        loader = build_train_loader(cfg, 0, 1, seed=0)
+        loader = build_train_loader(make_dataset(cfg, "train"), cfg, 0, 1, seed=0)
         steps = min(steps, len(loader))
         trainer = make_trainer(cfg, tmp)
         coin = torch.Generator().manual_seed(0)

@@ -1,0 +1,73 @@
+"""The validation split: training sequences held out to select the best checkpoint.
+
+MotionBERT and EHGFormer pick ``best_epoch.bin`` on the test set (reference G1.1), which makes the
+reported number optimistic. Pose3D holds out whole training *sequences* (every camera of a
+subject/action/subaction together, so no motion is seen in training from another view) and
+selects on them; the test set is scored for reporting only. ``select_on: test`` restores the
+references' behaviour (no validation split, selection on the test protocol's P1).
+
+Which sequences (config keys ``val_subjects``, ``val_fraction``):
+
+* ``val_subjects: [S8]`` -- every sequence of these training subjects;
+* otherwise ``ceil(val_fraction x number of training sequences)`` sequences, those with the
+  smallest CRC32 of their id (``s_01_act_02_subact_01``): deterministic, independent of file
+  order and spread over subjects and actions.
+
+The training clips of the clip folder are matched to sequences by slicing the source's train
+split with the config's settings, exactly as the converter did (:func:`train_clip_sequences`).
+"""
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+
+from lib.data.h36m import DataReaderH36M, split_clips
+from lib.errors import ConfigError
+
+CAMERA_SUFFIX = 6          # source ids end in '_ca_01' (reference A1)
+
+
+def sequence_of(sources) -> np.ndarray:
+    """Sequence ids (``s_09_act_05_subact_02``) of video ids (``..._ca_01``)."""
+    return np.array([str(s)[:-CAMERA_SUFFIX] for s in sources])
+
+
+def subject_of(sequence: str) -> str:
+    """``'S9'`` for ``'s_09_act_05_subact_02'``."""
+    return f"S{int(sequence.split('_')[1])}"
+
+
+def validation_sequences(train_sources, cfg) -> set[str]:
+    """The held-out sequences of the training split (module docstring); empty for ``select_on: test``."""
+    if cfg.get("select_on", "val") != "val":
+        return set()
+    sequences = sorted(set(sequence_of(np.unique(np.asarray(train_sources)))))
+    if cfg.get("val_subjects"):
+        wanted = {f"S{int(str(s).upper().lstrip('S'))}" for s in cfg.val_subjects}
+        chosen = {q for q in sequences if subject_of(q) in wanted}
+        if not chosen:
+            raise ConfigError(f"val_subjects {list(cfg.val_subjects)}: no such subject in the training split "
+                              f"(it has {sorted({subject_of(q) for q in sequences})})")
+    else:
+        count = math.ceil(float(cfg.get("val_fraction", 0.05)) * len(sequences))
+        chosen = set(sorted(sequences, key=lambda q: (zlib.crc32(q.encode()), q))[:count])
+    if len(chosen) == len(sequences):
+        raise ConfigError(f"the validation split would take all {len(sequences)} training sequences; "
+                          "lower val_fraction or name fewer val_subjects")
+    return chosen
+
+
+def train_clip_sequences(reader: DataReaderH36M) -> np.ndarray:
+    """Sequence id of every training clip, in clip-folder order (``%08d.pkl`` i = clip i)."""
+    return sequence_of(reader.strided("train", "source")[reader.clip_indices("train")[:, 0]])
+
+
+def validation_clip_indices(reader: DataReaderH36M, held_out: set[str]) -> np.ndarray:
+    """Frame indices ``[C, clip_len]`` of non-overlapping clips of the held-out sequences
+    (the test protocol's slicing applied to them)."""
+    sources = reader.strided("train", "source")
+    idx = split_clips(sources, reader.n_frames, reader.n_frames)
+    keep = np.isin(sequence_of(sources[idx[:, 0]]), sorted(held_out))
+    return idx[keep]
