@@ -8,6 +8,10 @@ import pytest
 from lib.data import camera as cam
 from lib.data import synthetic as syn
 from lib.data.skeleton import LIMBS
+from lib.data.synthetic import body as syn_body
+from lib.data.synthetic import dataset as syn_dataset
+from lib.data.synthetic import realism
+from lib.data.synthetic import noise as syn_noise
 
 SOURCE_RE = re.compile(r'^s_(\d\d)_act_(\d\d)_subact_(0[12])_ca_(0[1-4])$')
 
@@ -110,8 +114,42 @@ def test_bone_lengths_constant_in_time_and_h36m_like(data):
     means = np.array(means)
     assert np.ptp(means, axis=0).max() > 5  # subjects differ
     thigh, shin, forearm = means[:, 1], means[:, 2], means[:, 15]
-    assert np.all(np.abs(thigh / 450 - 1) < 0.12) and np.all(np.abs(shin / 440 - 1) < 0.12)
-    assert np.all(np.abs(forearm / 250 - 1) < 0.12)
+    assert np.all(np.abs(thigh / 450 - 1) < 0.2) and np.all(np.abs(shin / 440 - 1) < 0.2)
+    assert np.all(np.abs(forearm / 250 - 1) < 0.2)
+
+
+def test_bodies_cover_adult_statures_and_proportions():
+    bodies = [syn_body.random_body(np.random.default_rng(i)) for i in range(400)]
+    heights = np.array([syn_body.standing_height(b) for b in bodies])
+    assert np.percentile(heights, 2) < 1550 and np.percentile(heights, 98) > 1850
+    assert heights.min() > 1350 and heights.max() < 2050
+    hips = np.array([b['hip'] / b['thigh'] for b in bodies])
+    shoulders = np.array([b['shoulder'] / b['upper_arm'] for b in bodies])
+    assert hips.std() / hips.mean() > 0.07 and shoulders.std() / shoulders.mean() > 0.06
+
+
+def test_hard_realism_checks_hold(data):
+    """Bone lengths constant, nothing below the floor, joint limits held, little foot skating."""
+    d = data['train']
+    videos = [d['joint3d_world'][a:b].astype(np.float64) for a, b in _runs(d['source'])][::4]
+    summary = realism.aggregate([realism.video_checks(x) for x in videos])
+    assert summary['bone_length_range_mm'] < 0.05
+    assert summary['floor_penetration_frac'] == 0 and summary['min_joint_height_mm'] > 60
+    assert summary['joint_limit_violation_frac'] < 0.005
+    assert summary['foot_skating_frac'] < 0.2
+
+
+def test_realism_checks_catch_broken_motion():
+    """The checks fail where they should: a stretched bone, a sunk foot, a hyperextended knee."""
+    x = syn.synthesize_motion('Waiting', 100, np.random.default_rng(0), syn.subject_bones(0, 1))
+    bad = x.copy()
+    bad[50:, 3, 2] -= 80.0
+    checks = realism.video_checks(bad)
+    assert checks['bone_length_range_mm'] > 50 and checks['floor_penetration_frac'] > 0.4
+    knee = x.copy()
+    fwd, _, _ = realism.trunk_frame(x)
+    knee[:, 2] -= 150.0 * fwd  # right knee pushed back: the leg bends the wrong way
+    assert realism.video_checks(knee)['limit_knee_flexion_frac'] > 0.9
 
 
 def test_image_space_and_2_5d_conventions(data):
@@ -152,8 +190,8 @@ def test_detector_error_statistics(data):
 
 def test_confidence_never_rises_with_error():
     dis = np.linspace(0, 0.5, 501)
-    clamped = np.minimum(dis, syn._CONF_DIS_MAX)
-    curve = syn._CONF_A / (clamped + syn._CONF_A) + syn._CONF_B * clamped
+    clamped = np.minimum(dis, syn_noise._CONF_DIS_MAX)
+    curve = syn_noise._CONF_A / (clamped + syn_noise._CONF_A) + syn_noise._CONF_B * clamped
     assert np.all(np.diff(curve) <= 1e-12)
 
 
@@ -178,11 +216,12 @@ def test_motion_is_smooth_and_on_the_floor(long_videos):
     frames = np.array(long_videos['source'])
     same_video = frames[1:] == frames[:-1]
     speed = np.linalg.norm(np.diff(world, axis=0), axis=-1)[same_video]  # mm per frame (50 Hz)
-    assert speed.max() < 150  # no jumps: under 7.5 m/s for every joint
+    assert speed.max() < 180  # under 9 m/s for every joint (a fast arm swing in a jump)
     assert np.percentile(speed, 99.9) < 110
     feet = world[:, [3, 6], 2].min(axis=1)
-    np.testing.assert_allclose(feet, syn.ANKLE_HEIGHT_MM, atol=0.5)
-    assert np.all(world[..., 2].max(axis=1) > world[:, 0, 2] + 400)  # head above the pelvis
+    assert feet.min() > syn.ANKLE_HEIGHT_MM - 10  # no foot below the floor
+    assert np.mean(np.abs(feet - syn.ANKLE_HEIGHT_MM) < 5) > 0.9  # a foot on the floor (jumps aside)
+    assert np.mean(world[..., 2].max(axis=1) > world[:, 0, 2] + 400) > 0.95  # upright but for bends
 
 
 def test_walking_moves_and_sitting_lowers_the_pelvis(long_videos):
@@ -195,7 +234,7 @@ def test_walking_moves_and_sitting_lowers_the_pelvis(long_videos):
         turn = np.abs(np.angle(np.exp(1j * np.diff(np.arctan2(heading[:, 1], heading[:, 0])))))
         assert turn.sum() > np.pi / 2  # the path turns
     for still in ('Posing', 'Waiting', 'Eating'):
-        assert root[actions == still, 2].min() > 850
+        assert np.median(root[actions == still, 2]) > 850  # standing most of the time
     for sit in ('Sitting', 'SittingDown'):
         height = root[actions == sit, 2]
         assert height.max() > 900 and height.min() < 650  # stands and sits
@@ -214,11 +253,11 @@ def test_actions_differ(long_videos):
 
 def test_sizes_and_lengths():
     assert syn.SIZES['tiny'] < syn.SIZES['small'] < syn.SIZES['default']
-    lengths = [syn._frames(0, 'default', None, (s, a, 1)) for s in (1, 9) for a in syn.ACTIONS]
+    lengths = [syn_dataset._frames(0, 'default', None, (s, a, 1)) for s in (1, 9) for a in syn.ACTIONS]
     assert 0.85 * 600 <= min(lengths) < max(lengths) <= 1.15 * 600
-    assert syn._frames(0, 'default', 77, (1, 2, 1)) == 77
+    assert syn_dataset._frames(0, 'default', 77, (1, 2, 1)) == 77
     with pytest.raises(ValueError, match='at least 2'):
-        syn._frames(0, 'tiny', 1, (1, 2, 1))
+        syn_dataset._frames(0, 'tiny', 1, (1, 2, 1))
     with pytest.raises(ValueError, match='unknown size'):
         syn.make_synthetic_h36m(size='huge', subjects=[1], actions=[2], cameras=[1])
     with pytest.raises(ValueError):
