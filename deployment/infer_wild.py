@@ -54,7 +54,9 @@ def parse_args(argv=None):
 
 def image_size(args, stored) -> tuple[float, float]:
     """``(width, height)`` from the command line, else from the file; an error if neither has it."""
-    if args.width and args.height:
+    if args.width is not None and args.height is not None:
+        if not (args.width > 0 and args.height > 0):
+            raise InputError(f"--width {args.width:g} --height {args.height:g}: the image size must be positive pixels")
         return args.width, args.height
     if stored:
         return stored
@@ -65,7 +67,10 @@ def image_size(args, stored) -> tuple[float, float]:
 def read_pose2d(args) -> tuple[np.ndarray, tuple]:
     """H36M-17 normalised 2D ``[T, 17, 3]`` and the image size ``(width, height)``."""
     track = load_track(args.input, args.focus, args.num_frames)
-    fmt = guess_format(track.keypoints.shape[1]) if args.format == "auto" else args.format
+    try:
+        fmt = guess_format(track.keypoints.shape[1]) if args.format == "auto" else args.format
+    except InputFileError as err:
+        raise InputError(f"{args.input}: {err}") from None
     width, height = image_size(args, track.size)
     if np.abs(track.keypoints[..., :2]).max() <= 2 < width:
         raise InputError(f"{args.input}: keypoints look normalised already (all |x|, |y| <= 2); expected pixels")

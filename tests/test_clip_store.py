@@ -211,3 +211,50 @@ def test_checksum_catches_changed_bytes(clips):
     open_array_clips(out, "test")                         # the cheap checks cannot see it
     with pytest.raises(ClipStoreError, match="(?s)sha256.*--store npy --force"):
         verify_array_checksum(out, "test")
+
+
+def slicing_cfg(tmp_path, **changes):
+    cfg = cfg_for(tmp_path)
+    cfg.update(dt_root=str(tmp_path), dt_file="src.pkl", clip_len=FRAMES, data_stride=STRIDE, sample_stride=TDS)
+    cfg.update(changes)
+    return cfg
+
+
+@pytest.mark.parametrize("changes, named", [
+    ({"clip_len": 2 * FRAMES}, [f"clip_len {FRAMES}", f"clip_len {2 * FRAMES}", f"--set clip_len={FRAMES}"]),
+    ({"data_stride": 1, "sample_stride": 2}, [f"data_stride {STRIDE}", "sample_stride 2",
+                                              f"--set data_stride={STRIDE} --set sample_stride={TDS}"]),
+])
+def test_clip_folder_sliced_otherwise_is_refused_with_the_reslice_command(clips, changes, named):
+    from lib.data.prepare import ensure_clips
+    from lib.errors import DataError
+    tmp_path, out, counts = clips
+    cfg = slicing_cfg(tmp_path, **changes)
+    with pytest.raises(DataError) as err:
+        ensure_clips(cfg)
+    text = str(err.value)
+    assert all(part in text for part in named), text
+    assert "\n" not in text and "convert_h36m_mixste_style.py" in text
+    command = text.split("re-slice it with: python tools/convert_h36m_mixste_style.py ")[1].split("  (or")[0]
+    args = dict(zip(command.split()[::2], command.split()[1::2]))
+    convert_source_to_clips(args["--dt_root"], args["--dt_file"], args["--out_dir"], int(args["-f"]),
+                            int(args["-s"]), int(args["--tds"]))          # what the message says to run
+    ensure_clips(cfg)                                                      # now accepted
+    ensure_clips(slicing_cfg(tmp_path, **changes, clip_store="npy"))
+
+
+def test_clip_folder_without_meta_is_used_with_one_note(clips, capsys):
+    from lib.data.prepare import ensure_clips
+    from lib.errors import DataError
+    tmp_path, out, _ = clips
+    os.remove(os.path.join(out, "meta.json"))                              # like a MotionBERT folder
+    capsys.readouterr()
+    ensure_clips(slicing_cfg(tmp_path, data_stride=99))                    # strides cannot be checked
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 1 and "no meta.json" in printed[0] and "data_stride 99" in printed[0]
+    for split in ("train", "test"):                                        # pickles only: length checked
+        for path in array_paths(out, split):
+            os.remove(path)
+    with pytest.raises(DataError, match=f"clips of {FRAMES} frames.*--set clip_len={FRAMES}"):
+        ensure_clips(slicing_cfg(tmp_path, clip_len=FRAMES + 1))
+    assert not os.path.exists(os.path.join(out, "meta.json"))

@@ -3,7 +3,6 @@ import re
 
 import pytest
 import torch
-import yaml
 
 import train
 import train_distill
@@ -12,28 +11,22 @@ from lib.model.factory import build_model
 from lib.engine.checkpoint import load_checkpoint
 from lib.config.schema import load_config
 from lib.engine.distill import DistillTrainer
+from conftest import write_tiny_config, write_yaml
 
-TINY = {
-    "epochs": 2, "batch_size": 16, "learning_rate": 2e-3, "checkpoint_frequency": 1,
-    "maxlen": 9, "dim_feat": 16, "dim_rep": 32, "depth": 2, "num_heads": 2, "mlp_ratio": 2,
-    "clip_len": 9, "data_stride": 9, "sample_stride": 2, "num_workers": 0,
-    "max_iters_per_epoch": 6, "synthetic_data": "tiny", "eval_full_coverage": False,
-}
+# The shared tiny config (conftest) with two layers and the protocol evaluation only.
+STUDENT = {"depth": 2, "eval_full_coverage": False}
 TEACHER = {"dim_feat": 32, "depth": 3, "max_iters_per_epoch": 3, "no_eval": True}
 DISTILL = {"middle_ids_t": [0, 2, 2], "middle_ids_s": [0, 1, 1], "common_kd_alpha": 0.5,
            "middle_kd_alpha": 0.1, "generation": True, "generation_tds": 2, "generation_alpha": 0.1,
            "t_dep": 3, "t_cs": 32, "s_dep": 2, "s_cs": 16}
 
 
-def write_yaml(path, data) -> str:
-    path.write_text(yaml.safe_dump(data))
-    return str(path)
-
-
 @pytest.fixture(scope="module")
-def setup_dir(tmp_path_factory):
-    """Tiny synthetic data and a trained tiny teacher (static and global), made once."""
+def setup_dir(tiny_data, tmp_path_factory):
+    """A trained tiny teacher (static and global) on the shared tiny data, made once; the
+    configs written by the tests go here too."""
     root = tmp_path_factory.mktemp("distill")
+    root.joinpath("data").symlink_to(tiny_data)
     for name, rootrel in (("teacher", True), ("teacher_global", False)):
         cfg = student_config(root, {**TEACHER, "rootrel": rootrel}, name=f"{name}.yaml")
         train.main(["--config", cfg, "--checkpoint", str(root / name), "--set", "epochs=1"])
@@ -41,8 +34,7 @@ def setup_dir(tmp_path_factory):
 
 
 def student_config(root, extra=None, name="student.yaml") -> str:
-    data = {"dt_root": str(root / "src"), "data_root": str(root), "subset_list": ["clips"]}
-    return write_yaml(root / name, {**TINY, **data, **(extra or {})})
+    return write_tiny_config(root, {**STUDENT, **(extra or {})}, name, data=root / "data")
 
 
 def distill_config(root, extra=None, name="distill.yaml") -> str:
@@ -92,6 +84,7 @@ def test_gradients_reach_student_and_distiller_not_teacher(setup_dir, tmp_path):
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
+@pytest.mark.slow
 def test_tiny_distillation_lowers_loss_and_saves_distiller(setup_dir, tmp_path, capsys):
     ckpt = tmp_path / "run"
     train_distill.main(["--config", student_config(setup_dir), "--checkpoint", str(ckpt),

@@ -7,7 +7,6 @@ import torch
 import yaml
 from easydict import EasyDict
 
-from lib.data.synthetic import write_synthetic_h36m
 from lib.model.factory import CheckpointMismatchError, build_model, extract_state_dict, load_weights
 from lib.model.pretrained import infer_architecture, load_pretrained, resize_temporal_embedding
 from lib.engine.checkpoint import load_checkpoint
@@ -176,11 +175,10 @@ def test_cli_flags_and_finetune_config_need_a_checkpoint(tmp_path):
 
 # -- training ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    """A very small synthetic source (2 subjects, 2 actions, 2 cameras) and its clips."""
+def data_root(tiny_data, tmp_path_factory):
+    """27-frame clips of the shared tiny synthetic source (conftest)."""
     root = tmp_path_factory.mktemp("ft_data")
-    write_synthetic_h36m(str(root / "src" / "h36m_sh_conf_cam_source_final.pkl"), seed=0, size="tiny",
-                         subjects=["S1", "S9"], actions=["Walking", "Eating"], cameras=[1, 2])
+    root.joinpath("src").symlink_to(tiny_data / "src")
     ensure_clips(train_cfg(root))
     return root
 

@@ -1,9 +1,9 @@
 """In-the-wild lifting: windowing/stitching, root handling, rendering and the infer_wild CLI."""
 import json
 import os
-import sys
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from PIL import Image
@@ -11,13 +11,10 @@ from PIL import Image
 from lib.data.normalize import normalize_2d
 from lib.data.skeleton import NUM_JOINTS
 from lib.model.dstformer import DSTformer, DSTformerConfig
-from lib.inference.export import deploy, sample_input
+from lib.inference.export import sample_input
 from lib.inference.render import render
 from lib.inference.lift import TorchRunner, finish_root, lift, predict, to_pixels, window_starts
-from test_deployment import tiny_checkpoint
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from deployment import infer_wild
+from deployment import deployment_pose3d, infer_wild
 
 
 class RelativeDepthEcho(torch.nn.Module):
@@ -101,11 +98,12 @@ def coco_json(path, frames=40, width=640, height=480, people=1):
 
 
 @pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory):
+def tiny_onnx(tiny_checkpoint, tmp_path_factory):
+    """A tiny global version-1 model exported by the deployment command (default: fused attention)."""
     folder = tmp_path_factory.mktemp("onnx")
-    flags, model = tiny_checkpoint(folder, version=1, rootrel=False)
+    flags, _ = tiny_checkpoint(folder, version=1, rootrel=False)
     path = str(folder / "tiny.onnx")
-    deploy(model, path, {"maxlen": 16, "rootrel": False, "version": 1})
+    assert deployment_pose3d.main(flags + ["--deployment", path]) == 0
     return path, flags
 
 
@@ -114,6 +112,7 @@ def test_cli_onnx_end_to_end_with_pixels_and_render(tiny_onnx, tmp_path, capsys)
     out = tmp_path / "out.npy"
     args = ["--input", coco_json(tmp_path / "kp.json", frames=20), "--width", "640", "--height", "480",
             "--model", onnx_path, "--out", str(out), "--pixel", "--render", str(tmp_path / "v.gif")]
+    assert "MultiHeadAttention" in {node.op_type for node in onnx.load(onnx_path).graph.node}
     assert infer_wild.main(args) == 0
     pose3d = np.load(out)
     assert pose3d.shape == (20, NUM_JOINTS, 3) and np.isfinite(pose3d).all()

@@ -1,6 +1,8 @@
 """ONNX export of tiny version-1 and version-2 models (the deployment exporter, fused and
-portable attention): onnxruntime matches PyTorch within 1e-4 with dynamic batch and frames."""
+portable attention): onnxruntime matches PyTorch within 1e-4 with dynamic batch and frames.
+The one place that covers every (version, attention) variant; test_deployment.py tests the command."""
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -24,6 +26,8 @@ def test_onnx_matches_pytorch_with_dynamic_batch_and_frames(version, fused, tmp_
             block.attn_s.edge_bias.data.normal_()
     path = str(tmp_path / "model.onnx")
     export(model, path, metadata={"version": version}, fused_attention=fused)
+    ops = {node.op_type for node in onnx.load(path).graph.node}
+    assert ("MultiHeadAttention" in ops) == fused     # onnxruntime's fused kernel unless portable
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     for shape in [(2, 9, NUM_JOINTS, 3), (3, 16, NUM_JOINTS, 3), (1, 1, NUM_JOINTS, 3)]:
         x = torch.randn(shape)

@@ -6,7 +6,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-import yaml
 
 import evaluate
 import train
@@ -18,34 +17,24 @@ from lib.engine.evaluator import Evaluator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-TINY = {
-    "epochs": 2, "batch_size": 16, "learning_rate": 2e-3, "checkpoint_frequency": 1,
-    "maxlen": 9, "dim_feat": 16, "dim_rep": 32, "depth": 1, "num_heads": 2, "mlp_ratio": 2,
-    "clip_len": 9, "data_stride": 9, "sample_stride": 2, "num_workers": 0,
-    "max_iters_per_epoch": 6, "synthetic_data": "tiny", "eval_full_coverage": True,
-}
-
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """Tiny synthetic source + clips, made once through the quick-start code path."""
-    root = tmp_path_factory.mktemp("data")
-    cfg_path = write_config(root, {})
-    train.main(["--config", cfg_path, "--checkpoint", str(root / "warmup"), "--set", "epochs=1",
-                "--set", "max_iters_per_epoch=1", "--set", "no_eval=true"])
-    return root
+def data_dir(tiny_data):
+    """The shared tiny synthetic source + clips (conftest), made through the quick-start code path."""
+    return tiny_data
 
 
-def write_config(root, extra: dict, name="tiny.yaml") -> str:
-    cfg = dict(TINY, dt_root=str(root / "src"), data_root=str(root), subset_list=["clips"], **extra)
-    path = root / name
-    path.write_text(yaml.safe_dump(cfg))
-    return str(path)
+@pytest.fixture
+def write_config(tiny_config, tmp_path):
+    """``(root, extra, name) -> path``: the tiny config training on the data under ``root``."""
+    return lambda root, extra, name="tiny.yaml": tiny_config(tmp_path, extra, name, data=root)
 
 
-def run_train(data_dir, ckpt, *extra):
-    cfg = write_config(data_dir, {})
-    return train.main(["--config", cfg, "--checkpoint", str(ckpt), *extra])
+@pytest.fixture
+def run_train(write_config):
+    def run(data_dir, ckpt, *extra):
+        return train.main(["--config", write_config(data_dir, {}), "--checkpoint", str(ckpt), *extra])
+    return run
 
 
 def test_quickstart_path_made_source_and_clips(data_dir):
@@ -54,7 +43,8 @@ def test_quickstart_path_made_source_and_clips(data_dir):
     assert (data_dir / "warmup" / "config.yaml").is_file()
 
 
-def test_two_epochs_lower_the_loss_and_write_checkpoints(data_dir, tmp_path):
+@pytest.mark.slow
+def test_two_epochs_lower_the_loss_and_write_checkpoints(data_dir, tmp_path, write_config):
     from lib.engine.trainer import Trainer
     cfg = load_config(write_config(data_dir, {}))
     trainer = Trainer(cfg, str(tmp_path / "run"), seed=0)
@@ -72,7 +62,7 @@ def test_two_epochs_lower_the_loss_and_write_checkpoints(data_dir, tmp_path):
     assert results["full_coverage"]["frames_scored"] == results["full_coverage"]["frames_total"]
 
 
-def test_resume_gives_identical_weights(data_dir, tmp_path):
+def test_resume_gives_identical_weights(data_dir, tmp_path, run_train):
     common = ["--set", "drop_path_rate=0.1", "--set", "no_eval=true"]
     run_train(data_dir, tmp_path / "straight", *common, "--set", "epochs=3")
     run_train(data_dir, tmp_path / "stopped", *common, "--set", "epochs=1")
@@ -113,7 +103,7 @@ def oracle_for(evaluator, rootrel, scale=1.0):
 
 
 @pytest.mark.parametrize("rootrel", [True, False])
-def test_evaluator_scores_ground_truth_as_zero(data_dir, rootrel):
+def test_evaluator_scores_ground_truth_as_zero(data_dir, rootrel, write_config):
     cfg = load_config(write_config(data_dir, {"rootrel": rootrel}))
     evaluator = Evaluator(cfg)
     res = evaluator.run(oracle_for(evaluator, rootrel))
@@ -122,7 +112,7 @@ def test_evaluator_scores_ground_truth_as_zero(data_dir, rootrel):
     assert len(res["protocol"]["per_action"]) == 15
 
 
-def test_evaluator_scores_a_known_perturbation(data_dir):
+def test_evaluator_scores_a_known_perturbation(data_dir, write_config):
     """Scaling the root-relative prediction by 1.1 costs exactly 10% of the mean joint-to-root
     distance in P1 and nothing in P2 (P-MPJPE removes scale)."""
     cfg = load_config(write_config(data_dir, {}))
@@ -137,7 +127,8 @@ def test_evaluator_scores_a_known_perturbation(data_dir):
     assert res["p2"] < 0.05
 
 
-def test_evaluate_cli_writes_table_json(data_dir, tmp_path, capsys):
+@pytest.mark.slow
+def test_evaluate_cli_writes_table_json(data_dir, tmp_path, capsys, write_config, run_train):
     run_train(data_dir, tmp_path / "run", "--set", "epochs=1", "--set", "no_eval=true")
     ckpt = tmp_path / "run" / "latest_epoch.bin"
     res = evaluate.main(["--config", write_config(data_dir, {}), "--evaluate", str(ckpt)])
@@ -146,14 +137,14 @@ def test_evaluate_cli_writes_table_json(data_dir, tmp_path, capsys):
     assert np.isfinite(res["protocol"]["p1"])
 
 
-def test_missing_data_names_path_and_command(tmp_path):
+def test_missing_data_names_path_and_command(tmp_path, write_config):
     cfg = write_config(tmp_path, {"synthetic_data": None})
     with pytest.raises(SystemExit) as err:
         train.main(["--config", cfg, "--checkpoint", str(tmp_path / "run")])
     assert "h36m_sh_conf_cam_source_final.pkl" in str(err.value) and "make_synthetic_h36m.py" in str(err.value)
 
 
-def test_config_typo_names_key_and_file(tmp_path):
+def test_config_typo_names_key_and_file(tmp_path, write_config):
     cfg = tmp_path / "typo.yaml"
     cfg.write_text("learning_rat: 0.1\n")
     with pytest.raises(ConfigError, match=r"learning_rat.*typo.yaml.*learning_rate"):
@@ -162,7 +153,7 @@ def test_config_typo_names_key_and_file(tmp_path):
         train.main(["--config", write_config(tmp_path, {}), "--set", "epohcs=3"])
 
 
-def test_checkpoint_of_other_architecture_is_named(data_dir, tmp_path):
+def test_checkpoint_of_other_architecture_is_named(data_dir, tmp_path, write_config, run_train):
     run_train(data_dir, tmp_path / "run", "--set", "epochs=1", "--set", "no_eval=true")
     ckpt = str(tmp_path / "run" / "latest_epoch.bin")
     with pytest.raises(SystemExit) as err:
@@ -170,7 +161,7 @@ def test_checkpoint_of_other_architecture_is_named(data_dir, tmp_path):
     assert "joints_embed.weight" in str(err.value)
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, run_train):
     run_train(data_dir, tmp_path / "run", "--set", "epochs=1", "--set", "no_eval=true")
     latest = tmp_path / "run" / "latest_epoch.bin"
     before = latest.read_bytes()
@@ -181,7 +172,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
     assert latest.read_bytes() == before
 
 
-def test_ddp_two_gloo_processes(data_dir, tmp_path):
+@pytest.mark.slow
+def test_ddp_two_gloo_processes(data_dir, tmp_path, write_config):
     cfg = write_config(data_dir, {})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
            os.path.join(ROOT, "train.py"), "--config", cfg, "--checkpoint", str(tmp_path / "ddp"),

@@ -5,20 +5,16 @@ import pickle
 import numpy as np
 import pytest
 import torch
-import yaml
 from matplotlib.image import imread
 
 import vis_attn
-from lib.model.factory import build_model
 from lib.vis import attention as av
-from lib.engine.checkpoint import save_checkpoint
 from lib.config.cli import resolve_config
-from lib.config.schema import load_config, to_plain
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HYPER = os.path.join(ROOT, "hyper_config", "method2", "manual_joint_label1.yaml")
-TINY = {"maxlen": 9, "clip_len": 9, "data_stride": 9, "sample_stride": 2, "dim_feat": 16, "dim_rep": 16,
-        "depth": 2, "num_heads": 2, "mlp_ratio": 2, "dt_file": "source.pkl"}
+# The shared tiny model (conftest TINY_MODEL) with two layers and 9-frame clips of the source below.
+CLIPS = {"maxlen": 9, "clip_len": 9, "data_stride": 9, "sample_stride": 2, "depth": 2, "dt_file": "source.pkl"}
 
 
 def write_source(path, lengths=(40, 24)):
@@ -36,24 +32,27 @@ def write_source(path, lengths=(40, 24)):
 
 def args(workdir, version, ckpt=None):
     hyper = ["--hyper_cfg", HYPER] if version == 2 else []
-    return ["--config", str(workdir / "tiny.yaml"), *hyper, "--hyper_relation_bias", "uniform",
+    return ["--config", str(workdir / f"tiny_v{version}.yaml"), *hyper, "--hyper_relation_bias", "uniform",
             "--version", str(version), "--evaluate", str(ckpt or workdir / f"v{version}" / "best_epoch.bin")]
 
 
+def sharpen(model):
+    """Scale the qkv weights so that the attention maps are not uniform."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("qkv.weight"):
+                p.mul_(25)
+
+
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def workdir(tiny_checkpoint, tmp_path_factory):
     """Source, config and one checkpoint per version (sharpened qkv so the maps are not uniform)."""
     root = tmp_path_factory.mktemp("vis")
     write_source(root / "source.pkl")
-    (root / "tiny.yaml").write_text(yaml.safe_dump(dict(TINY, dt_root=str(root))))
     for version in (1, 2):
-        cfg = load_config(str(root / "tiny.yaml"), HYPER if version == 2 else None, None, {"version": version})
-        torch.manual_seed(version)
-        state = build_model(cfg, verbose=False).state_dict()
-        for key in state:
-            if key.endswith("qkv.weight"):
-                state[key] *= 25
-        save_checkpoint(str(root / f"v{version}" / "best_epoch.bin"), {"model_pos": state, "config": to_plain(cfg)})
+        (root / f"v{version}").mkdir()
+        tiny_checkpoint(root, version, perturb=sharpen, ckpt=root / f"v{version}" / "best_epoch.bin",
+                        dt_root=str(root), **CLIPS)
     return root
 
 

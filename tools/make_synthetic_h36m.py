@@ -20,7 +20,12 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="random seed (>= 0)")
     p.add_argument("--size", choices=sorted(SIZES), default="default", help="frames per video")
     p.add_argument("--frames_per_video", type=int, default=None, help="override the size's length")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.seed < 0:
+        p.error(f"--seed must be >= 0, got {args.seed}")
+    if args.frames_per_video is not None and args.frames_per_video < 2:
+        p.error(f"--frames_per_video must be at least 2, got {args.frames_per_video}")
+    return args
 
 
 @entry_point

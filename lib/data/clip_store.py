@@ -195,7 +195,7 @@ def pack_pickle_clips(out_dir: str) -> dict:
         files = clip_files(os.path.join(out_dir, split))
         if not files:
             raise ClipStoreError(f"no clip files in {os.path.join(out_dir, split)} to pack")
-        pairs = [read_pickle_clip(p) for p in tqdm(files, desc=f"pack {split}", unit="clip", mininterval=1.0)]
+        pairs = [read_pickle_clip(p) for p in tqdm(files, desc=f"pack {split}", unit="clip", mininterval=1.0, disable=None)]
         inputs = np.stack([p[0] for p in pairs]).astype(np.float32, copy=False)
         labels = np.stack([p[1] for p in pairs]).astype(np.float32, copy=False)
         counts[split] = write_array_clips(out_dir, split, inputs, labels)["num_clips"]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lib.data.camera import resolutions
+from lib.data.camera import UnknownCameraError, resolutions
 from lib.data.normalize import denormalize_3d, normalize_2d, normalize_3d
 from lib.data.skeleton import NUM_JOINTS
 from lib.errors import ConfigError, DataError
@@ -85,6 +85,12 @@ def check_split(split_data: dict, split: str, path: str = "<source>") -> None:
                 frame = int(np.argwhere(bad)[0][0])
                 raise DataError(f"{path}: '{split}/{key}' holds {int(bad.sum())} NaN/inf values (first at frame "
                                 f"{frame}); fill or drop those frames before training or evaluating")
+
+
+def sequence_id(source: str) -> str:
+    """Sequence id of a video id: ``s_09_act_05_subact_02_ca_01`` -> ``s_09_act_05_subact_02``
+    (drop the 6-character camera suffix, reference A1)."""
+    return str(source)[:-6]
 
 
 def split_clips(sources, n_frames: int, stride: int, cover_tail: bool = False) -> np.ndarray:
@@ -165,7 +171,13 @@ class DataReaderH36M:
         if not 0 <= frame_offset < sample_stride:
             raise ConfigError(f"frame_offset must be in [0, {sample_stride}), got {frame_offset}")
         self.frame_offset = frame_offset
-        self._res = {split: resolutions(self.strided(split, "camera_name")) for split in SPLITS}
+        self._res = {split: self._resolutions(split) for split in SPLITS}
+
+    def _resolutions(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            return resolutions(self.strided(split, "camera_name"))
+        except UnknownCameraError as err:
+            raise UnknownCameraError(f"{self.path}: '{split}/camera_name': {err}") from None
 
     def strided(self, split: str, key: str) -> np.ndarray:
         """Per-frame array ``key`` of ``split`` after ``sample_stride`` (from ``frame_offset``)."""

@@ -6,17 +6,29 @@ per-clip pickles (MotionBERT's layout), the fast memory-mapped store, or both (s
 clip folders as they are (MotionBERT/EHGFormer folders included), converts the source pickle
 when the clips are missing, and, for configs that name a ``synthetic_data`` size (the quick
 start), first generates the synthetic H36M-format source file when it is missing.
+
+An existing clip folder is checked against the config before it is used
+(:func:`check_clip_folder`): its ``meta.json`` (written by the converter) must record the
+config's ``clip_len``, ``data_stride`` and ``sample_stride``, else a :class:`DataError` names the
+values that differ, the converter command that re-slices the folder and the ``--set`` values
+that would match it. A folder without ``meta.json`` (made by MotionBERT or EHGFormer) is used
+with one printed line saying what is assumed; only its clip length can be (and is) checked.
 """
 from __future__ import annotations
 
 import os
 import time
 
-from lib.data.clip_store import (STORES, array_store_valid, clip_files, meta_stores, pack_pickle_clips,
-                                 read_meta, remove_array_clips, remove_pickle_clips, store_is_complete,
+import numpy as np
+
+from lib.data.clip_store import (CONVERTER, STORES, array_paths, array_store_valid, clip_files, meta_stores,
+                                 open_array_clips, pack_pickle_clips, read_array_header, read_meta,
+                                 read_pickle_clip,
+                                 remove_array_clips, remove_pickle_clips, store_is_complete,
                                  write_array_clips, write_meta, write_pickle_clips)
 from lib.data.h36m import SPLITS, DataReaderH36M, load_source
-from lib.errors import ConfigError, DataError
+from lib.data.skeleton import NUM_JOINTS
+from lib.errors import ConfigError, DataError, InputFileError
 
 
 def clip_spec(source_path: str, frames: int, stride: int, tds: int) -> dict:
@@ -47,6 +59,8 @@ def convert_source_to_clips(dt_root: str, dt_file: str, out_dir: str, frames: in
     removed and the requested ones are written anew.
     """
     source_path = os.path.join(dt_root, dt_file)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise InputFileError(f"--out_dir {out_dir!r} is a file; give the clip folder to write")
     if not os.path.isfile(source_path):
         load_source(source_path)                  # raises the DataError naming the file and the fix
     spec, meta, wanted = clip_spec(source_path, frames, stride, tds), read_meta(out_dir), parse_stores(stores)
@@ -100,17 +114,85 @@ def ensure_clips(cfg) -> None:
     mode = cfg.get("clip_store", "auto")
     for folder in (os.path.join(cfg.data_root, subset) for subset in cfg.subset_list):
         if mode != "npy" and (has_clips(folder, "pkl") or has_clips(folder, "npy")):
+            check_clip_folder(folder, cfg)
             continue
         if mode == "npy" and has_clips(folder, "npy"):
+            check_clip_folder(folder, cfg)
             continue
         if mode == "npy" and has_clips(folder, "pkl"):
+            check_clip_folder(folder, cfg)
             print(f"Packing the per-clip pickles of {folder} into the fast clip store ...")
             pack_pickle_clips(folder)
             continue
+        if not os.path.isfile(os.path.join(cfg.dt_root, cfg.dt_file)) and not cfg.get("synthetic_data"):
+            explain_broken_store(folder)
         ensure_source(cfg)
         print(f"Slicing {os.path.join(cfg.dt_root, cfg.dt_file)} into clips under {folder} ...")
         convert_source_to_clips(cfg.dt_root, cfg.dt_file, folder, cfg.clip_len,
                                 cfg.data_stride, cfg.sample_stride)
+
+
+# How the clips were sliced: (config key, meta.json spec field, converter flag).
+SLICING = (("clip_len", "frames", "-f"), ("data_stride", "train_stride", "-s"), ("sample_stride", "tds", "--tds"))
+
+
+def check_clip_folder(folder: str, cfg) -> None:
+    """Refuse a clip folder sliced with other settings than the config's (see module docstring);
+    the first clip of the store training will read is opened, so a broken file fails here."""
+    frames = stored_clip_frames(folder, cfg.get("clip_store", "auto"))
+    meta = read_meta(folder)
+    if meta is not None:
+        check_meta(folder, meta, cfg)
+    if frames != cfg.clip_len:
+        raise DataError(f"{folder} holds clips of {frames} frames but the config asks for clip_len {cfg.clip_len}; "
+                        f"re-slice it with: {reslice_command(folder, cfg)}  (or train on it as it is: "
+                        f"--set clip_len={frames})")
+    if meta is None:
+        print(f"note: {folder} has no meta.json (made by MotionBERT?): assuming its {frames}-frame clips were "
+              f"sliced with data_stride {cfg.data_stride}, sample_stride {cfg.sample_stride} as the config says")
+
+
+def check_meta(folder: str, meta: dict, cfg) -> None:
+    """``meta.json``'s slicing settings must be the config's clip_len, data_stride, sample_stride."""
+    spec = meta.get("spec") or {}
+    differ = [(key, field) for key, field, _ in SLICING if spec.get(field) != cfg[key]]
+    if not differ:
+        return
+    made = ", ".join(f"{key} {spec.get(field)}" for key, field in differ)
+    wanted = ", ".join(f"{key} {cfg[key]}" for key, _ in differ)
+    stores = meta_stores(meta)
+    matching = " ".join(f"--set {key}={spec.get(field)}" for key, field in differ if isinstance(spec.get(field), int))
+    raise DataError(f"{folder} was sliced with {made} ({os.path.join(folder, 'meta.json')}) but the config asks for "
+                    f"{wanted}; re-slice it with: {reslice_command(folder, cfg, stores)}"
+                    + (f"  (or train on it as it is: {matching})" if matching else ""))
+
+
+def reslice_command(folder: str, cfg, stores=STORES) -> str:
+    """The converter command that slices the config's source into ``folder`` as the config says."""
+    return (f"{CONVERTER} --dt_root {cfg.dt_root} --dt_file {cfg.dt_file} --out_dir {folder} "
+            + " ".join(f"{flag} {cfg[key]}" for key, _, flag in SLICING)
+            + ("" if len(stores) != 1 else f" --store {stores[0]}"))
+
+
+def stored_clip_frames(folder: str, mode: str) -> int:
+    """Frames per clip of the store training reads: the fast store's header, else the first
+    training pickle (read and checked: [frames, 17, 3] input and label)."""
+    files = clip_files(os.path.join(folder, "train"))
+    if (mode != "pkl" or not files) and array_store_valid(folder, "train"):
+        return int(read_array_header(folder, "train")["frames"])
+    path = files[0]
+    shapes = [np.shape(part) for part in read_pickle_clip(path)]
+    if len(shapes[0]) != 3 or shapes[0][1:] != (NUM_JOINTS, 3) or shapes[0] != shapes[1]:
+        raise DataError(f"{path}: data_input/data_label have shapes {shapes}, expected two [frames, {NUM_JOINTS}, 3] "
+                        f"arrays; re-slice the clips with {CONVERTER}")
+    return int(shapes[0][0])
+
+
+def explain_broken_store(folder: str) -> None:
+    """Raise the fast store's own error when it is there but unusable (and cannot be remade)."""
+    for split in SPLITS:
+        if any(os.path.exists(path) for path in array_paths(folder, split)):
+            open_array_clips(folder, split)
 
 
 def ensure_source(cfg) -> str:

@@ -23,15 +23,13 @@ import zlib
 
 import numpy as np
 
-from lib.data.h36m import DataReaderH36M, split_clips
+from lib.data.h36m import DataReaderH36M, sequence_id, split_clips
 from lib.errors import ConfigError
 
-CAMERA_SUFFIX = 6          # source ids end in '_ca_01' (reference A1)
-
-
 def sequence_of(sources) -> np.ndarray:
-    """Sequence ids (``s_09_act_05_subact_02``) of video ids (``..._ca_01``)."""
-    return np.array([str(s)[:-CAMERA_SUFFIX] for s in sources])
+    """Sequence ids (``s_09_act_05_subact_02``) of video ids (``..._ca_01``), vectorised."""
+    unique, inverse = np.unique(np.asarray(sources, dtype=str), return_inverse=True)
+    return np.array([sequence_id(u) for u in unique])[inverse.reshape(-1)]
 
 
 def subject_of(sequence: str) -> str:

@@ -24,6 +24,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from lib.data.h36m import sequence_id
+
 # S9 Greeting-2, SittingDown-2 and Waiting-1: known ground-truth problems (reference A9).
 BLOCK_LIST = ("s_09_act_05_subact_02", "s_09_act_10_subact_02", "s_09_act_13_subact_01")
 
@@ -104,11 +106,6 @@ def root_relative(pose, root: int = 0):
 
 # ----------------------------------------------------------------------------------------------
 # Aggregation (MotionBERT protocol, reference A9 steps 5-7)
-
-def sequence_id(source: str) -> str:
-    """Sequence id of a per-frame ``source`` string: drop its last 6 characters (the camera)."""
-    return source[:-6]
-
 
 def accumulate_clip_errors(frame_errors_by_clip, clip_frame_indices, num_frames: int):
     """Scatter per-clip frame errors into global frame slots.

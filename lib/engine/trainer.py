@@ -420,7 +420,8 @@ class Trainer:
               f"P2 {results['protocol']['p2']:.2f} mm" + (f"  validation P1 {val['p1']:.2f} {val['units']}" if val else "")
               + ("  (best)" if self.best_epoch == epoch else ""), flush=True)
         if self.history and self.history[-1]["epoch"] == epoch:
-            self.history[-1].update(p1=results["protocol"]["p1"], p2=results["protocol"]["p2"])
+            self.history[-1].update(p1=results["protocol"]["p1"], p2=results["protocol"]["p2"],
+                                    **({"val_p1": val["p1"]} if val else {}))
         for name in ("protocol", "full_coverage", "validation"):
             if name in results:
                 suffix = "" if name == "protocol" else f" ({name})"

@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 
 from lib.data.prepare import ensure_source
 from lib.data.skeleton import JOINT_NAMES
-from lib.errors import ConfigError
+from lib.errors import ConfigError, InputFileError
 from lib.io import atomic_write, save_npz
 from lib.model.factory import load_model
 from lib.data.codec import PoseCodec
@@ -351,6 +351,9 @@ def run_vis_attn(cfg, checkpoint_path: str, out_dir: str | None = None, clips: s
                  layers=None, heads=None, joint: str = "mean") -> str:
     """Load, collect and plot (see module doc); returns the output folder. A missing or
     mismatching checkpoint, missing data or a bad selection raise a Pose3DError."""
+    out_dir = out_dir or default_out_dir(checkpoint_path)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise InputFileError(f"--out_dir {out_dir!r} is a file; give a folder for the figures")
     model = load_model(cfg, checkpoint_path, verbose=True)
     layers = select_indices(layers, model.config.depth, "layers")
     heads = select_indices(heads, model.config.num_heads, "heads")
@@ -358,7 +361,6 @@ def run_vis_attn(cfg, checkpoint_path: str, out_dir: str | None = None, clips: s
     inputs, chosen, labels = load_test_clips(cfg, clips)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     maps = collect_attention(model, PoseCodec.from_config(cfg).model_channels(inputs), joint_idx, device)
-    out_dir = out_dir or default_out_dir(checkpoint_path)
     label = model.hypergraph.joint_label.tolist() if model.hypergraph is not None else None
     figures = write_figures(maps, out_dir, layers, heads, label)
     write_index(out_dir, f"Attention heatmaps: {os.path.basename(os.path.normpath(out_dir))}",

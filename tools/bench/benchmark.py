@@ -399,7 +399,7 @@ def parse_args(argv=None):
     p.add_argument("--clip_len", type=int, help="frames per clip (default 81; throughput/compile: the config's clip_len)")
     p.add_argument("--batch", type=int, help="clips per batch (default 2; throughput/compile: the config's batch_size)")
     p.add_argument("--iters", type=int, default=3)
-    p.add_argument("--mode", choices=["train", "forward", "all", "attention", "throughput", "compile"], default="all",
+    p.add_argument("--mode", choices=["train", "forward", "all", "attention", "throughput", "compile", "matmul"], default="all",
                    help="all = train and forward, both versions, fused and explicit; see the module docstring")
     p.add_argument("--lengths", type=int, nargs="+", default=[27, 81, 243], help="attention mode: temporal lengths")
     p.add_argument("--steps", type=int, default=10, help="throughput mode: batches per round")
@@ -416,7 +416,10 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.mode == "attention":
+    if args.mode == "matmul":
+        print(f"fp32 matmul ({MATMUL_N}^3, {torch.get_num_threads()} threads): "
+              f"{matmul_peak_flops(device=args.device) / 1e9:.1f} GFLOP/s")
+    elif args.mode == "attention":
         report_attention(args)
     elif args.mode == "throughput":
         report_throughput(args)

@@ -1,0 +1,591 @@
+"""Bad input to every entry point ends as one ``error: ...`` line, exit status 2, and no change.
+
+One table (:data:`CASES`) of hostile but realistic input. Every case must end with exit status 2,
+exactly one line on stderr that starts with ``error: ``, no traceback, every file the user had
+(the case's folder and the shared tiny data set) byte-identical, no ``*.pose3d-tmp-*`` file left,
+and -- for the malicious pickles of every pickled file type (source, clip, checkpoint) -- no
+marker file created by the pickle's ``__reduce__``. Cases in :data:`SUBPROCESS` (at least one per
+entry point) run as ``python <script>`` to prove the real exit status and stderr; the others run
+in-process through the script's ``main(argv)`` (same ``entry_point`` wrapper, no start-up cost).
+
+Coverage, 95 cases (computed from the table; see ``test_table_covers_every_entry_point_and_file_type``):
+  per entry point: train.py 34, infer_wild.py 15, convert_h36m_mixste_style.py 14, evaluate.py 10,
+                   deployment_pose3d.py 7, vis_attn.py 6, train_distill.py 5, make_synthetic_h36m.py 4
+  per file type:   config 27 (YAML, flags), checkpoint 22, source pickle 15, keypoints 9, clip pickle 6,
+                   output path 5, fast clip store 4, converter flags 4, synthetic flags 2, ONNX 1
+"""
+import collections
+import glob
+import hashlib
+import importlib.util
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from lib.data.synthetic import write_synthetic_h36m
+from lib.io import TMP_MARK, load_pickle, save_torch
+from lib.model.factory import build_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCE = "h36m_sh_conf_cam_source_final.pkl"
+TINY = {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "maxlen": 9, "dim_feat": 16, "dim_rep": 16,
+        "depth": 1, "num_heads": 2, "mlp_ratio": 2, "clip_len": 9, "data_stride": 9, "sample_stride": 2,
+        "num_workers": 0, "max_iters_per_epoch": 1, "eval_full_coverage": False, "synthetic_data": None}
+LABEL1 = [[0, 1, 1, 1, 2, 2, 2, 0, 0, 3, 3, 4, 4, 4, 5, 5, 5]]
+SCRIPTS = {"train": "train.py", "evaluate": "evaluate.py", "distill": "train_distill.py", "vis": "vis_attn.py",
+           "export": "deployment/deployment_pose3d.py", "wild": "deployment/infer_wild.py",
+           "convert": "tools/convert_h36m_mixste_style.py", "synth": "tools/make_synthetic_h36m.py"}
+
+
+# -- the shared tiny data set (made once) -------------------------------------------------------
+@dataclass
+class World:
+    root: str
+    source: str         # the tiny synthetic source pickle
+    clips: str          # its clip folder (both stores, meta.json)
+    ckpt: str           # a valid checkpoint of the TINY model
+
+    @property
+    def source_dict(self) -> dict:
+        return load_pickle(self.source)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> World:
+    root = tmp_path_factory.mktemp("bad_input_world")
+    source = str(root / "src" / SOURCE)
+    write_synthetic_h36m(source, seed=0, size="tiny", subjects=["S1", "S9"], actions=["Walking"], cameras=[1])
+    from lib.data.prepare import convert_source_to_clips
+    convert_source_to_clips(str(root / "src"), SOURCE, str(root / "clips"), 9, 9, 2)
+    ckpt = str(root / "model.bin")
+    save_torch(ckpt, {"model_pos": build_model(dict(TINY), verbose=False).state_dict(), "epoch": 1})
+    return World(str(root), source, str(root / "clips"), ckpt)
+
+
+# -- building bad files -------------------------------------------------------------------------
+class Evil:
+    """Unpickling this runs ``touch <marker>``: the marker proves code ran from a data file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def marker(d) -> str:
+    return os.path.join(d, "PWNED")
+
+
+def put(path: str, data) -> str:
+    """Write ``data`` (bytes, str, or a picklable object) to ``path``; returns the path."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    elif not isinstance(data, bytes):
+        data = pickle.dumps(data, protocol=4)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def half(path: str) -> bytes:
+    with open(path, "rb") as f:
+        data = f.read()
+    return data[:len(data) // 2]
+
+
+def config(d, name="cfg.yaml", **changes) -> str:
+    """The TINY config on the shared data set, with ``changes``, written into the case folder."""
+    w = d.world
+    cfg = {**TINY, "dt_root": os.path.dirname(w.source), "data_root": w.root, "subset_list": ["clips"], **changes}
+    return put(os.path.join(d, name), yaml.safe_dump(cfg))
+
+
+def raw_config(d, text: str, name="cfg.yaml") -> str:
+    return put(os.path.join(d, name), text)
+
+
+class CaseDir(str):
+    """The case's folder (a str) with the shared data set attached."""
+    world: World
+
+
+# sources: each builder returns the bad source dict/bytes for ``d``
+def src_missing_key(d):
+    data = d.world.source_dict
+    del data["test"]["action"]
+    return data
+
+
+def src_nan(d):
+    data = d.world.source_dict
+    data["train"]["joint_2d"][5, 3, 0] = np.nan
+    return data
+
+
+def src_unknown_camera(d):
+    data = d.world.source_dict
+    data["test"]["camera_name"] = np.array(["12345678"] * len(data["test"]["camera_name"]))
+    return data
+
+
+SOURCES = {
+    "malicious": lambda d: {"train": Evil(marker(d)), "test": {}},
+    "truncated": lambda d: half(d.world.source),
+    "empty": lambda d: b"",
+    "not a dict": lambda d: [1, 2, 3],
+    "missing key": src_missing_key,
+    "NaN values": src_nan,
+    "unknown camera": src_unknown_camera,
+}
+
+
+def bad_source(d, kind: str) -> str:
+    """The bad source pickle in ``<d>/src``; returns that folder."""
+    put(os.path.join(d, "src", SOURCE), SOURCES[kind](d))
+    return os.path.join(d, "src")
+
+
+def convert_bad_source(kind):
+    return lambda d: ["--dt_root", bad_source(d, kind), "--out_dir", os.path.join(d, "out"), "-f", "9", "-s", "9"]
+
+
+def train_bad_source(kind):
+    return lambda d: ["--config", config(d, dt_root=bad_source(d, kind), data_root=str(d)),
+                      "--checkpoint", os.path.join(d, "run")]
+
+
+def evaluate_bad_source(kind):
+    return lambda d: ["--config", config(d, dt_root=bad_source(d, kind)), "-e", d.world.ckpt]
+
+
+def vis_bad_source(kind):
+    return lambda d: ["--config", config(d, dt_root=bad_source(d, kind)), "-e", d.world.ckpt,
+                      "--out_dir", os.path.join(d, "vis")]
+
+
+# clip folders: a copy of the shared one with one store, then damaged
+def clip_copy(d, store: str) -> str:
+    out = os.path.join(d, "clips")
+    shutil.copytree(d.world.clips, out, ignore=shutil.ignore_patterns("*.npy", "*.json") if store == "pkl"
+                    else shutil.ignore_patterns("train", "test"))
+    shutil.copy(os.path.join(d.world.clips, "meta.json"), out)
+    return out
+
+
+CLIPS = {
+    "malicious": lambda d: Evil(marker(d)),
+    "truncated": lambda d: half(os.path.join(d.world.clips, "train", "00000000.pkl")),
+    "wrong content": lambda d: {"data_input": "x", "data_label": [1, 2]},
+    "not a dict": lambda d: [np.zeros((9, 17, 3), np.float32)],
+}
+
+
+def train_bad_clip(kind):
+    def build(d):
+        put(os.path.join(clip_copy(d, "pkl"), "train", "00000000.pkl"), CLIPS[kind](d))
+        return ["--config", config(d, data_root=str(d), clip_store="pkl"), "--checkpoint", os.path.join(d, "run")]
+    return build
+
+
+def pack_bad_clip(kind):
+    def build(d):
+        put(os.path.join(clip_copy(d, "pkl"), "train", "00000000.pkl"), CLIPS[kind](d))
+        return ["--out_dir", os.path.join(d, "clips"), "--pack"]
+    return build
+
+
+def truncate_file(path: str, nbytes: int = 100) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - nbytes)
+
+
+STORES = {
+    "truncated .npy": lambda out: truncate_file(os.path.join(out, "clips_train.npy")),
+    "bad header": lambda out: put(os.path.join(out, "clips_train.json"), "{\"format\": "),
+    "not .npy": lambda out: put(os.path.join(out, "clips_test.npy"), b"\x93NUMPY garbage" * 10),
+    "header of another store": lambda out: put(os.path.join(out, "clips_train.json"), '{"format": "hdf5"}'),
+}
+
+
+def train_bad_store(kind):
+    """Only the (broken) fast store and no source to remake it from: the store's own error."""
+    def build(d):
+        STORES[kind](clip_copy(d, "npy"))
+        cfg = config(d, data_root=str(d), clip_store="npy", dt_root=os.path.join(d, "nosrc"), no_eval=True,
+                     select_on="test")
+        return ["--config", cfg, "--checkpoint", os.path.join(d, "run")]
+    return build
+
+
+# checkpoints
+def other_architecture(d) -> bytes:
+    path = os.path.join(d, "other.bin")
+    save_torch(path, {"model_pos": build_model({**TINY, "dim_feat": 32}, verbose=False).state_dict()})
+    with open(path, "rb") as f:
+        data = f.read()
+    os.remove(path)
+    return data
+
+
+def malicious_checkpoint(d) -> bytes:
+    path = os.path.join(d, "evil.tmp")
+    torch.save({"model_pos": {"w": torch.zeros(1)}, "epoch": Evil(marker(d))}, path)
+    with open(path, "rb") as f:
+        data = f.read()
+    os.remove(path)
+    return data
+
+
+CHECKPOINTS = {
+    "truncated": lambda d: half(d.world.ckpt),
+    "empty": lambda d: b"",
+    "malicious": malicious_checkpoint,
+    "another architecture": other_architecture,
+    "not a checkpoint": lambda d: "model_pos: 1\n",
+}
+
+
+def bad_ckpt(d, kind: str) -> str:
+    if kind == "directory":
+        os.makedirs(os.path.join(d, "ckpt_dir"))
+        return os.path.join(d, "ckpt_dir")
+    return put(os.path.join(d, "bad.bin"), CHECKPOINTS[kind](d))
+
+
+def evaluate_ckpt(kind):
+    return lambda d: ["--config", config(d), "-e", bad_ckpt(d, kind)]
+
+
+def train_resume_ckpt(kind):
+    return lambda d: ["--config", config(d), "--checkpoint", os.path.join(d, "run"), "-r", bad_ckpt(d, kind)]
+
+
+def train_pretrained_ckpt(kind):
+    return lambda d: ["--config", config(d), "--checkpoint", os.path.join(d, "run"), "-p", bad_ckpt(d, kind)]
+
+
+def vis_ckpt(kind):
+    return lambda d: ["--config", config(d), "-e", bad_ckpt(d, kind), "--out_dir", os.path.join(d, "vis")]
+
+
+def export_ckpt(kind):
+    return lambda d: ["--config", config(d), "-e", bad_ckpt(d, kind), "--deployment", os.path.join(d, "m.onnx")]
+
+
+def keypoints(d, name="kp.npy") -> str:
+    """Valid COCO-17 pixel keypoints ``[20, 17, 3]``."""
+    rng = np.random.default_rng(0)
+    array = np.concatenate([rng.uniform(100, 500, (20, 17, 2)), np.ones((20, 17, 1))], -1).astype(np.float32)
+    path = os.path.join(d, name)
+    np.save(path, array)
+    return path
+
+
+def wild(d, inp: str, model: str, *extra) -> list:
+    return ["--input", inp, "--width", "640", "--height", "480", "--model", model,
+            "--out", os.path.join(d, "out.npy"), *extra]
+
+
+def wild_ckpt(kind):
+    return lambda d: wild(d, keypoints(d), bad_ckpt(d, kind), "--config", config(d))
+
+
+def distill_teacher(kind):
+    def build(d):
+        distill = {"teacher_ckpt": bad_ckpt(d, kind), "middle_ids_t": [0], "middle_ids_s": [0], "generation": False}
+        return ["--config", config(d), "--checkpoint", os.path.join(d, "run"),
+                "--distill_cfg", put(os.path.join(d, "distill.yaml"), yaml.safe_dump(distill))]
+    return build
+
+
+# configs
+def train_cfg(text_or_changes, *extra):
+    def build(d):
+        cfg = raw_config(d, text_or_changes) if isinstance(text_or_changes, str) else config(d, **text_or_changes)
+        return ["--config", cfg, "--checkpoint", os.path.join(d, "run"), *extra]
+    return build
+
+
+def on_cfg(script_args, text_or_changes, *extra):
+    """``script_args(d, cfg)`` -> argv, with a bad config (YAML text or TINY changes)."""
+    def build(d):
+        cfg = raw_config(d, text_or_changes) if isinstance(text_or_changes, str) else config(d, **text_or_changes)
+        return [*script_args(d, cfg), *extra]
+    return build
+
+
+def hyper(labels):
+    def build(d):
+        path = put(os.path.join(d, "hyper.yaml"), yaml.safe_dump({"joint_label": labels}))
+        return ["--config", config(d), "--checkpoint", os.path.join(d, "run"), "--hyper_cfg", path, "--version", "2"]
+    return build
+
+
+def distill_cfg(text):
+    return lambda d: ["--config", config(d), "--checkpoint", os.path.join(d, "run"),
+                      "--distill_cfg", raw_config(d, text, "distill.yaml")]
+
+
+def eval_args(d, cfg):
+    return ["--config", cfg, "-e", d.world.ckpt]
+
+
+def vis_args(d, cfg):
+    return ["--config", cfg, "-e", d.world.ckpt, "--out_dir", os.path.join(d, "vis")]
+
+
+def export_args(d, cfg):
+    return ["--config", cfg, "-e", d.world.ckpt, "--deployment", os.path.join(d, "m.onnx")]
+
+
+def wild_args(d, cfg):
+    return wild(d, keypoints(d), d.world.ckpt, "--config", cfg)
+
+
+# keypoint files for infer_wild
+def object_npy(d):
+    path = os.path.join(d, "kp.npy")
+    np.save(path, np.array([Evil(marker(d)), 1], dtype=object), allow_pickle=True)
+    return path
+
+
+def object_npz(d):
+    path = os.path.join(d, "kp.npz")
+    np.savez(path, keypoints=np.array([Evil(marker(d)), 1], dtype=object))
+    return path
+
+
+def array_file(name, array):
+    """An ``.npy`` of ``array`` or an ``.npz`` of the dict ``array``."""
+    def build(d):
+        path = os.path.join(d, name)
+        if isinstance(array, dict):
+            np.savez(path, **array)
+        else:
+            np.save(path, array)
+        return path
+    return build
+
+
+KEYPOINTS = {
+    "malformed JSON": lambda d: put(os.path.join(d, "kp.json"), "[{\"keypoints\": [1, 2,"),
+    "JSON of another shape": lambda d: put(os.path.join(d, "kp.json"), "42"),
+    "pickled object npy": object_npy,
+    "pickled object npz": object_npz,
+    "wrong joint count npy": array_file("kp.npy", np.ones((20, 5, 3), np.float32) * 100),
+    "wrong joint count npz": array_file("kp.npz", {"keypoints": np.ones((20, 9, 3), np.float32) * 100}),
+    "npz without keypoints": array_file("kp.npz", {"poses": np.ones((20, 17, 3), np.float32)}),
+    "truncated npy": lambda d: put(os.path.join(d, "kp.npy"), half(keypoints(d))),
+    "unsupported extension": lambda d: put(os.path.join(d, "kp.txt"), "1 2 3"),
+}
+
+
+def wild_keypoints(kind):
+    return lambda d: wild(d, KEYPOINTS[kind](d), os.path.join(d, "absent.onnx"))
+
+
+def wild_text_onnx(d):
+    return wild(d, keypoints(d), put(os.path.join(d, "model.onnx"), "this is not a model\n"))
+
+
+def out_dir_of(d, name) -> str:
+    os.makedirs(os.path.join(d, name))
+    return os.path.join(d, name)
+
+
+# -- the table ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    name: str
+    script: str                       # key of SCRIPTS
+    kind: str                         # file type (the coverage summary)
+    build: Callable                   # CaseDir -> argv
+    expect: str = ""                  # a word the error line must contain
+
+
+def cases() -> list[Case]:
+    table = []
+    for kind in SOURCES:
+        table.append(Case(f"convert-source-{kind}", "convert", "source pickle", convert_bad_source(kind), SOURCE))
+    for kind in ("malicious", "truncated", "not a dict", "missing key", "NaN values", "unknown camera"):
+        table.append(Case(f"train-source-{kind}", "train", "source pickle", train_bad_source(kind), SOURCE))
+    table.append(Case("evaluate-source-malicious", "evaluate", "source pickle", evaluate_bad_source("malicious"), SOURCE))
+    table.append(Case("vis-source-malicious", "vis", "source pickle", vis_bad_source("malicious"), SOURCE))
+    for kind in CLIPS:
+        table.append(Case(f"train-clip-{kind}", "train", "clip pickle", train_bad_clip(kind), "00000000.pkl"))
+    for kind in ("malicious", "truncated"):
+        table.append(Case(f"convert-pack-clip-{kind}", "convert", "clip pickle", pack_bad_clip(kind), "00000000.pkl"))
+    for kind in STORES:
+        table.append(Case(f"train-store-{kind}", "train", "fast clip store", train_bad_store(kind), "clips_"))
+    for kind in (*CHECKPOINTS, "directory"):
+        table.append(Case(f"evaluate-ckpt-{kind}", "evaluate", "checkpoint", evaluate_ckpt(kind)))
+    for kind in ("malicious", "truncated", "directory", "another architecture"):
+        table.append(Case(f"train-resume-{kind}", "train", "checkpoint", train_resume_ckpt(kind)))
+    for kind in ("malicious", "empty"):
+        table.append(Case(f"train-pretrained-{kind}", "train", "checkpoint", train_pretrained_ckpt(kind)))
+    for kind in ("malicious", "another architecture"):
+        table.append(Case(f"vis-ckpt-{kind}", "vis", "checkpoint", vis_ckpt(kind)))
+        table.append(Case(f"wild-ckpt-{kind}", "wild", "checkpoint", wild_ckpt(kind)))
+    for kind in ("malicious", "empty", "directory", "another architecture"):
+        table.append(Case(f"export-ckpt-{kind}", "export", "checkpoint", export_ckpt(kind)))
+    for kind in ("malicious", "truncated"):
+        table.append(Case(f"distill-teacher-{kind}", "distill", "checkpoint", distill_teacher(kind)))
+    table += [
+        Case("train-yaml-syntax", "train", "config", train_cfg("epochs: [1,\nbatch_size: 2\n"), "line"),
+        Case("train-yaml-not-mapping", "train", "config", train_cfg("- epochs\n- 3\n"), "mapping"),
+        Case("train-yaml-binary", "train", "config", train_cfg("\x00\xff\xfe"), "cfg.yaml"),
+        Case("train-negative-size", "train", "config", train_cfg({"dim_feat": -16}), "dim_feat"),
+        Case("train-zero-batch", "train", "config", train_cfg({"batch_size": 0}), "batch_size"),
+        Case("train-fractional-epochs", "train", "config", train_cfg({"epochs": 2.5}), "epochs"),
+        Case("train-clip-longer-than-maxlen", "train", "config", train_cfg({"clip_len": 27}), "clip_len"),
+        Case("train-set-version-3", "train", "config", train_cfg({}, "--set", "version=3"), "version"),
+        Case("train-set-not-a-number", "train", "config", train_cfg({}, "--set", "epochs=abc"), "epochs"),
+        Case("train-set-no-equals", "train", "config", train_cfg({}, "--set", "epochs"), "epochs"),
+        Case("train-partition-16-labels", "train", "config", hyper([LABEL1[0][:16]]), "joint_label"),
+        Case("train-partition-gaps", "train", "config",
+             hyper([[0, 1, 1, 1, 2, 2, 2, 0, 0, 4, 4, 5, 5, 5, 6, 6, 6]]), "joint_label"),
+        Case("train-config-directory", "train", "config", lambda d: ["--config", str(d)], "folder"),
+        Case("train-unknown-flag", "train", "config", train_cfg({}, "--epochz", "3"), "--epochz"),
+        Case("evaluate-unknown-key", "evaluate", "config", on_cfg(eval_args, {"epochz": 3}), "epochz"),
+        Case("evaluate-missing-config", "evaluate", "config", lambda d: ["--config", os.path.join(d, "no.yaml"),
+                                                                          "-e", d.world.ckpt], "no.yaml"),
+        Case("vis-zero-heads", "vis", "config", on_cfg(vis_args, {"num_heads": 0}), "num_heads"),
+        Case("export-heads-not-dividing", "export", "config", on_cfg(export_args, {"num_heads": 3}), "num_heads"),
+        Case("export-flag-version-3", "export", "config", on_cfg(export_args, {}, "--version", "3"), "version"),
+        Case("wild-set-unknown-key", "wild", "config", on_cfg(wild_args, {}, "--set", "colour=red"), "colour"),
+        Case("wild-negative-image-size", "wild", "config",
+             lambda d: wild(d, keypoints(d), d.world.ckpt, "--config", config(d)) + ["--width", "-640"], "width"),
+        Case("distill-set-version-3", "distill", "config",
+             lambda d: distill_teacher("empty")(d) + ["--set", "version=3"], "version"),
+        Case("distill-yaml-syntax", "distill", "config", distill_cfg("teacher_ckpt: [\n"), "distill.yaml"),
+        Case("distill-unknown-key", "distill", "config", distill_cfg("teacher_kpt: a.bin\n"), "teacher_kpt"),
+        Case("vis-bad-clips-spec", "vis", "config", on_cfg(vis_args, {}, "--clips", "a:b"), "clips"),
+        Case("convert-frames-0", "convert", "converter flags", lambda d: ["-f", "0", "--out_dir", os.path.join(d, "o")], "frames"),
+    ]
+    for kind in KEYPOINTS:
+        table.append(Case(f"wild-keypoints-{kind}", "wild", "keypoints", wild_keypoints(kind), "kp."))
+    table += [
+        Case("wild-onnx-text-file", "wild", "ONNX", wild_text_onnx, "model.onnx"),
+        Case("wild-out-is-folder", "wild", "output path",
+             lambda d: wild(d, keypoints(d), d.world.ckpt, "--config", config(d))[:-2] + ["--out", out_dir_of(d, "o")],
+             "folder"),
+        Case("export-out-is-folder", "export", "output path",
+             lambda d: export_args(d, config(d))[:-1] + [out_dir_of(d, "o.onnx")], "folder"),
+        Case("synth-out-is-folder", "synth", "output path", lambda d: ["--out", out_dir_of(d, "o"), "--size", "tiny"],
+             "folder"),
+        Case("convert-out-is-file", "convert", "output path",
+             lambda d: ["--dt_root", os.path.dirname(d.world.source), "--out_dir", put(os.path.join(d, "f"), "x"),
+                        "-f", "9", "-s", "9"], "f"),
+        Case("vis-out-is-file", "vis", "output path",
+             lambda d: vis_args(d, config(d))[:-1] + [put(os.path.join(d, "f"), "x")], "f"),
+        Case("convert-stride-0", "convert", "converter flags", lambda d: ["--stride", "0"], "stride"),
+        Case("convert-tds-0", "convert", "converter flags", lambda d: ["--tds", "0"], "tds"),
+        Case("convert-stride-text", "convert", "converter flags", lambda d: ["-s", "two"], "stride"),
+        Case("evaluate-no-evaluate-flag", "evaluate", "config",
+             lambda d: ["--config", config(d)], "--evaluate"),
+        Case("synth-negative-seed", "synth", "synthetic flags",
+             lambda d: ["--out", os.path.join(d, "s.pkl"), "--seed", "-1", "--size", "tiny"], "seed"),
+        Case("synth-zero-frames", "synth", "synthetic flags",
+             lambda d: ["--out", os.path.join(d, "s.pkl"), "--frames_per_video", "0", "--size", "tiny"], "frames"),
+        Case("synth-unknown-size", "synth", "config", lambda d: ["--size", "huge"], "size"),
+    ]
+    return table
+
+
+CASES = cases()
+# Run as real processes (one or more per entry point); the rest in-process through main(argv).
+SUBPROCESS = {"train-yaml-syntax", "evaluate-ckpt-malicious", "distill-set-version-3", "vis-ckpt-another architecture",
+              "export-ckpt-directory", "wild-onnx-text-file", "convert-source-malicious", "synth-negative-seed",
+              "train-clip-malicious"}
+
+
+# -- running and checking -----------------------------------------------------------------------
+def snapshot(*folders) -> dict:
+    """``{path: sha256}`` of every file under ``folders``."""
+    files = {}
+    for folder in folders:
+        for path in glob.glob(os.path.join(glob.escape(folder), "**", "*"), recursive=True):
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    files[path] = hashlib.sha256(f.read()).hexdigest()
+    return files
+
+
+_MODULES = {}
+
+
+def entry(script: str):
+    """The entry point module of ``SCRIPTS[script]`` (imported once)."""
+    if script not in _MODULES:
+        path = os.path.join(ROOT, SCRIPTS[script])
+        spec = importlib.util.spec_from_file_location(f"_bad_input_{script}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _MODULES[script] = module
+    return _MODULES[script]
+
+
+def run_in_process(script: str, argv: list, capsys) -> tuple[int, str]:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        entry(script).main(argv)
+    return exc.value.code, capsys.readouterr().err
+
+
+def run_subprocess(script: str, argv: list) -> tuple[int, str]:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, SCRIPTS[script], *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=env)
+    return proc.returncode, proc.stderr
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_ends_in_one_error_line_and_changes_nothing(case, world, tmp_path, capsys):
+    d = CaseDir(tmp_path)
+    d.world = world
+    argv = case.build(d)
+    before = snapshot(str(tmp_path), world.root)
+    if case.name in SUBPROCESS:
+        status, err = run_subprocess(case.script, argv)
+    else:
+        status, err = run_in_process(case.script, argv, capsys)
+    lines = err.splitlines()
+    assert "Traceback" not in err, err
+    assert status == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert case.expect in lines[0], lines[0]
+    assert not os.path.exists(marker(d)), "a pickle ran code"
+    after = snapshot(str(tmp_path), world.root)
+    assert {p: h for p, h in after.items() if p in before} == before, "a file the user had was changed"
+    assert not [p for p in after if TMP_MARK in p], "a temporary file was left behind"
+
+
+def test_table_covers_every_entry_point_and_file_type():
+    """The module docstring's summary is the table's (and every entry point runs as a process)."""
+    by_script = collections.Counter(os.path.basename(SCRIPTS[c.script]) for c in CASES)
+    by_kind = collections.Counter(c.kind for c in CASES)
+    doc = " ".join(__doc__.split())
+    assert f"{len(CASES)} cases" in doc
+    for name, count in list(by_script.items()) + list(by_kind.items()):
+        assert f"{name} {count}" in doc, (name, count)
+    assert {c.script for c in CASES if c.name in SUBPROCESS} == set(SCRIPTS)
+    assert SUBPROCESS <= {c.name for c in CASES}
+    pickled = {c.kind for c in CASES if "malicious" in c.name}
+    assert {"source pickle", "clip pickle", "checkpoint"} <= pickled
+
+
+def test_malicious_pickle_does_run_code_when_loaded_unsafely(tmp_path):
+    """The marker check can fail: a plain ``pickle.loads`` of the payload creates the marker."""
+    pickle.loads(pickle.dumps(Evil(marker(tmp_path))))
+    assert os.path.exists(marker(tmp_path))
