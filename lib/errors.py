@@ -2,7 +2,7 @@
 
 Every problem a user can cause (a wrong config value, a missing or malformed file, a checkpoint
 of another model, an impossible flag) raises a :class:`Pose3DError` subclass whose message says
-what is wrong, which file or key, and what to do. Library code never calls ``sys.exit``; the
+what is wrong, which file or key, and what to do. Library code never exits the interpreter; the
 entry points (``train.py``, ``evaluate.py``, ``tools/*.py``, ``deployment/*.py``, ...) wrap their
 ``main`` with :func:`entry_point`, which turns a ``Pose3DError`` into one line
 ``error: ...`` on stderr and exit status 2. Any other exception is a bug and keeps its traceback.

@@ -1,6 +1,6 @@
 """Shared test set-up: one torch thread, one tiny config, one tiny synthetic data set, tiny checkpoints.
 
-The repository root is on sys.path through pytest.ini. Fixtures:
+The repository root is importable through pytest.ini (pythonpath). Fixtures:
 
 * ``tiny_config``: factory writing the tiny training config (:data:`TINY`, + data paths, + changes)
   to a YAML file;
