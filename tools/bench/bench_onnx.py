@@ -28,7 +28,8 @@ from lib.config.schema import load_config
 from lib.inference.export import export, sample_input
 from lib.inference.lift import OnnxRunner
 
-CONFIGS = {"small": "configs/pose3d/train_h36m_small.yaml", "full": "configs/pose3d/train_h36m.yaml"}
+CONFIGS = {"small": "configs/pose3d/train_h36m_small.yaml", "full": "configs/pose3d/train_h36m.yaml",
+           "wild": "configs/pose3d/synthetic_wild.yaml"}
 CPU = torch.device("cpu")
 
 
@@ -89,7 +90,7 @@ def bench_config(name: str, args) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["small", "full"])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     p.add_argument("--frames", type=int, default=243)
     p.add_argument("--iters", type=int, default=2, help="timed rounds per batch (median)")

@@ -18,7 +18,7 @@ import os
 import tempfile
 
 from lib.config.cli import ArgumentParser
-from lib.config.schema import load_config
+from lib.config.schema import load_config, parse_override
 from lib.engine.run import prepare_data
 from lib.engine.trainer import Trainer
 from lib.errors import entry_point
@@ -31,9 +31,10 @@ RECIPES = {
 }
 
 
-def train(overrides: dict, hyper: str | None, seed: int, epochs: int) -> list[dict]:
-    """Per-epoch history of a quick-start run with ``overrides`` (evaluated every epoch)."""
-    cfg = load_config(QUICKSTART, hyper, None, {"eval_frequency": 1, "epochs": epochs, **overrides})
+def train(overrides: dict, hyper: str | None, seed: int, epochs: int, extra: dict | None = None) -> list[dict]:
+    """Per-epoch history of a quick-start run with ``overrides`` and the command line's ``--set``
+    values ``extra`` (evaluated every epoch)."""
+    cfg = load_config(QUICKSTART, hyper, None, {"eval_frequency": 1, "epochs": epochs, **overrides, **(extra or {})})
     prepare_data(cfg)
     with tempfile.TemporaryDirectory() as run:
         trainer = Trainer(cfg, os.path.join(run, "ckpt"), seed=seed)
@@ -43,7 +44,7 @@ def train(overrides: dict, hyper: str | None, seed: int, epochs: int) -> list[di
 
 
 def selection(args) -> None:
-    history = train({"select_on": "val"}, None, args.seed, args.epochs)
+    history = train({"select_on": "val"}, None, args.seed, args.epochs, args.extra)
     print("| epoch | validation P1 (px) | test P1 (mm) | test P2 (mm) |\n|---|---|---|---|")
     for h in history:
         print(f"| {h['epoch'] + 1} | {h['val_p1']:.2f} | {h['p1']:.2f} | {h['p2']:.2f} |")
@@ -55,9 +56,9 @@ def selection(args) -> None:
 
 
 def recipes(args) -> None:
-    print("| recipe | params | best epoch (validation) | test P1 (mm) | test P2 (mm) |\n|---|---|---|---|---|")
+    print("| recipe | version | best epoch (validation) | test P1 (mm) | test P2 (mm) |\n|---|---|---|---|---|")
     for name, (model, loss) in RECIPES.items():
-        history = train({**model, **loss}, HYPER if model["version"] == 2 else None, args.seed, args.epochs)
+        history = train({**model, **loss}, HYPER if model["version"] == 2 else None, args.seed, args.epochs, args.extra)
         best = min(history, key=lambda h: h["val_p1"])
         print(f"| {name} | v{model['version']} | {best['epoch'] + 1} | {best['p1']:.2f} | {best['p2']:.2f} |", flush=True)
 
@@ -68,7 +69,10 @@ def main(argv=None) -> None:
     p.add_argument("experiment", choices=("selection", "recipes"))
     p.add_argument("--epochs", type=int, default=None, help="default: the quick start's")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config overrides of every run, e.g. --set learning_rate=3e-3")
     args = p.parse_args(argv)
+    args.extra = dict(parse_override(text) for text in args.overrides)
     args.epochs = args.epochs or int(load_config(QUICKSTART).epochs)
     {"selection": selection, "recipes": recipes}[args.experiment](args)
 
