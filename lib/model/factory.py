@@ -126,6 +126,13 @@ def state_dict_differences(model: nn.Module, state_dict: Mapping[str, torch.Tens
     return missing + unexpected + shapes
 
 
+def tensor_differences(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> list[str]:
+    """Keys present in only one state_dict, or whose tensors are not bit-identical (exact resume
+    and fault-injection checks compare checkpoints with this)."""
+    only = [f"only in one: {k}" for k in sorted(set(a) ^ set(b))]
+    return only + [f"differs: {k}" for k in sorted(set(a) & set(b)) if not torch.equal(a[k], b[k])]
+
+
 def shorten(lines: list[str], limit: int = 40) -> list[str]:
     """At most ``limit`` lines, then a count of the rest."""
     return lines if len(lines) <= limit else lines[:limit] + [f"... and {len(lines) - limit} more"]

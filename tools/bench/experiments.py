@@ -2,6 +2,7 @@
 
     python tools/bench/experiments.py selection   # optimism of selecting best_epoch.bin on the test set
     python tools/bench/experiments.py recipes     # MotionBERT vs EHGFormer recipe (v1 / v2) at quick-start size
+    python tools/bench/experiments.py cross_family  # train without one motion family, score it
 
 Both train the quick-start configuration (configs/pose3d/quickstart.yaml, its synthetic data is
 made on first use) with an evaluation after every epoch and print a table.
@@ -11,17 +12,27 @@ of the epoch the test set would pick minus the test P1 of the epoch the validati
 ``recipes``: the same data and model size, version 1 with MotionBERT's loss (MPJPE + 0.5 N-MPJPE
 + 20 velocity) and version 2 (hypergraph, partition 1) with EHGFormer's (MPJPE + 0.5 TCL + 2
 velocity), one seed each, selected on the validation split.
+``cross_family``: for each motion family of the generator (lib/data/synthetic/motions.py), a
+source whose training split lacks that family's actions and whose test split holds only them;
+the quick-start model trained on it is scored on the held-out family and set beside the same
+model trained on every family (the quick start's own run, same seed and epochs), per family.
 """
 from __future__ import annotations
 
 import os
 import tempfile
 
+import numpy as np
+
 from lib.config.cli import ArgumentParser
 from lib.config.schema import load_config, parse_override
+from lib.data.synthetic import make_synthetic_h36m
+from lib.data.synthetic.dataset import ACTIONS
+from lib.data.synthetic.motions import FAMILIES
 from lib.engine.run import prepare_data
 from lib.engine.trainer import Trainer
 from lib.errors import entry_point
+from lib.io import load_checkpoint, write_pickle
 
 QUICKSTART = "configs/pose3d/quickstart.yaml"
 HYPER = "hyper_config/method2/manual_joint_label1.yaml"
@@ -31,15 +42,18 @@ RECIPES = {
 }
 
 
-def train(overrides: dict, hyper: str | None, seed: int, epochs: int, extra: dict | None = None) -> list[dict]:
+def train(overrides: dict, hyper: str | None, seed: int, epochs: int, extra: dict | None = None,
+          keep: bool = False):
     """Per-epoch history of a quick-start run with ``overrides`` and the command line's ``--set``
-    values ``extra`` (evaluated every epoch)."""
+    values ``extra`` (evaluated every epoch); with ``keep`` the results of the selected epoch."""
     cfg = load_config(QUICKSTART, hyper, None, {"eval_frequency": 1, "epochs": epochs, **overrides, **(extra or {})})
     prepare_data(cfg)
     with tempfile.TemporaryDirectory() as run:
         trainer = Trainer(cfg, os.path.join(run, "ckpt"), seed=seed)
         trainer.setup()
         trainer.fit()
+        if keep:
+            return load_checkpoint(os.path.join(run, "ckpt", "best_epoch.bin"))["results"]
         return trainer.history
 
 
@@ -63,10 +77,39 @@ def recipes(args) -> None:
         print(f"| {name} | v{model['version']} | {best['epoch'] + 1} | {best['p1']:.2f} | {best['p2']:.2f} |", flush=True)
 
 
+def held_out_source(folder: str, family: str, size: str) -> str:
+    """A source file whose train split lacks ``family``'s actions and whose test split is only them."""
+    others = [a for a in ACTIONS.values() if a not in FAMILIES[family]]
+    data = {"train": make_synthetic_h36m(0, size, actions=others)["train"],
+            "test": make_synthetic_h36m(0, size, actions=list(FAMILIES[family]))["test"]}
+    write_pickle(os.path.join(folder, "src", "h36m_sh_conf_cam_source_final.pkl"), data)
+    return folder
+
+
+def family_p1(results: dict, actions) -> float:
+    """Mean protocol P1 over ``actions`` (mm)."""
+    return float(np.mean([results["protocol"]["per_action"][a]["p1"] for a in actions]))
+
+
+def cross_family(args) -> None:
+    size = load_config(QUICKSTART).synthetic_data
+    base = train({"eval_full_coverage": False}, None, args.seed, args.epochs, args.extra, keep=True)
+    print("| held-out family (actions) | trained on all families: P1 (mm) | trained without it: P1 (mm) | ratio |\n"
+          "|---|---|---|---|")
+    for family, actions in FAMILIES.items():
+        with tempfile.TemporaryDirectory() as folder:
+            held_out_source(folder, family, size)
+            where = {"dt_root": os.path.join(folder, "src"), "data_root": folder, "subset_list": ["clips"],
+                     "synthetic_data": None, "eval_full_coverage": False}
+            alone = train(where, None, args.seed, args.epochs, args.extra, keep=True)
+        inside, outside = family_p1(base, actions), alone["protocol"]["p1"]
+        print(f"| {family} ({', '.join(actions)}) | {inside:.1f} | {outside:.1f} | {outside / inside:.2f} |", flush=True)
+
+
 @entry_point
 def main(argv=None) -> None:
     p = ArgumentParser(__doc__)
-    p.add_argument("experiment", choices=("selection", "recipes"))
+    p.add_argument("experiment", choices=("selection", "recipes", "cross_family"))
     p.add_argument("--epochs", type=int, default=None, help="default: the quick start's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -74,7 +117,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     args.extra = dict(parse_override(text) for text in args.overrides)
     args.epochs = args.epochs or int(load_config(QUICKSTART).epochs)
-    {"selection": selection, "recipes": recipes}[args.experiment](args)
+    {"selection": selection, "recipes": recipes, "cross_family": cross_family}[args.experiment](args)
 
 
 if __name__ == "__main__":
