@@ -80,7 +80,8 @@ def check_split(split_data: dict, split: str, path: str = "<source>") -> None:
                             f"'source' has {n}; every per-frame array must have the same length")
     for key in ("joint_2d", "joint3d_image", "confidence", "joints_2.5d_image", "2.5d_factor"):
         if key in split_data:
-            bad = ~np.isfinite(np.asarray(split_data[key], dtype=np.float32))
+            values = np.asarray(split_data[key])          # no float copy of the (large) array
+            bad = ~np.isfinite(values) if values.dtype.kind == "f" else np.zeros(1, bool)
             if bad.any():
                 frame = int(np.argwhere(bad)[0][0])
                 raise DataError(f"{path}: '{split}/{key}' holds {int(bad.sum())} NaN/inf values (first at frame "
