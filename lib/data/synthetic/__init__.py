@@ -41,6 +41,7 @@ from lib.data.synthetic.body import (ANGLE_NAMES, ANKLE_HEIGHT_MM, BONE_MM, forw
                                      subject_bones)
 from lib.data.synthetic.cameras import image_space
 from lib.data.synthetic.common import FPS
+from lib.data.synthetic.locomotion import CONTACT_RADIUS_MM
 from lib.data.synthetic.dataset import (ACTIONS, CAMERAS, SIZES, SUBACTIONS, TEST_SUBJECTS,
                                         TRAIN_SUBJECTS, make_synthetic_h36m, source_id,
                                         write_synthetic_h36m)
@@ -48,7 +49,7 @@ from lib.data.synthetic.motions import synthesize_motion
 from lib.data.synthetic.noise import detector_noise
 
 __all__ = [
-    'ACTIONS', 'ANGLE_NAMES', 'ANKLE_HEIGHT_MM', 'BONE_MM', 'CAMERAS', 'FPS', 'SIZES', 'SUBACTIONS',
+    'ACTIONS', 'ANGLE_NAMES', 'ANKLE_HEIGHT_MM', 'BONE_MM', 'CAMERAS', 'CONTACT_RADIUS_MM', 'FPS', 'SIZES', 'SUBACTIONS',
     'TEST_SUBJECTS', 'TRAIN_SUBJECTS', 'detector_noise', 'forward_kinematics', 'image_space',
     'make_synthetic_h36m', 'source_id', 'subject_bones', 'synthesize_motion', 'write_synthetic_h36m',
 ]

@@ -68,7 +68,7 @@ def _soft_clip(x: np.ndarray, lo: float, hi: float, margin: float) -> np.ndarray
 
 def limit_angles(angles: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Angles (rad) moved smoothly inside :data:`ANGLE_LIMITS_DEG`, with the straight-leg limit
-    on hip flexion; ``yaw`` and ``roll`` (the pelvis in the world) are unlimited."""
+    on hip flexion; ``yaw``, ``pitch`` and ``roll`` (the pelvis in the world) are unlimited."""
     out = dict(angles)
     m = LIMIT_MARGIN_DEG * _DEG
     for name, value in angles.items():
@@ -104,7 +104,7 @@ def _unit(*v: float) -> np.ndarray:
 
 
 ANGLE_NAMES = (
-    'yaw', 'roll', 'spine_flex', 'spine_lat', 'spine_twist', 'neck_flex', 'neck_turn',
+    'yaw', 'pitch', 'roll', 'spine_flex', 'spine_lat', 'spine_twist', 'neck_flex', 'neck_turn',
     *(f'{name}_{side}' for side in 'lr' for name in (
         'hip_flex', 'hip_abd', 'hip_rot', 'knee', 'sh_flex', 'sh_abd', 'sh_rot', 'elbow')),
 )
@@ -113,13 +113,14 @@ ANGLE_NAMES = (
 def forward_kinematics(angles: dict[str, np.ndarray], bones: dict[str, float]) -> np.ndarray:
     """Joint positions [T, 17, 3] (mm) relative to the pelvis, world-oriented (Z up).
 
-    Body frame: x forward, y left, z up, turned by ``yaw`` about world Z. Angles in radians:
+    Body frame: x forward, y left, z up, turned by ``yaw`` about world Z, tilted forward by
+    ``pitch`` (-90 degrees: lying on the back) and sideways by ``roll``. Angles in radians:
     flexion moves a limb forward, abduction moves it sideways away from the body, ``*_rot`` is
     internal rotation about the limb axis, ``knee``/``elbow`` are flexion of the joint.
     """
     n = len(angles['yaw'])
     pose = np.zeros((n, NUM_JOINTS, 3))
-    pelvis = _rot(2, angles['yaw']) @ _rot(0, angles['roll'])
+    pelvis = _rot(2, angles['yaw']) @ _rot(1, angles['pitch']) @ _rot(0, angles['roll'])
     half = (_rot(2, angles['spine_twist'] / 2) @ _rot(1, angles['spine_flex'] / 2)
             @ _rot(0, angles['spine_lat'] / 2))
     r_spine = pelvis @ half

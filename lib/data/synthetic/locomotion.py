@@ -3,8 +3,11 @@ steps, and placing a pelvis-relative pose sequence on the floor without foot sli
 
 Placement is kinematic odometry: every frame one ankle supports the body (the lower one, with
 hysteresis); the pelvis moves so that the supporting ankle stays fixed on the floor, so a foot in
-stance never slides and nothing goes below the floor. During flight (jumps) the pelvis follows a
-ballistic arc and keeps its take-off horizontal velocity. A slow correction (under
+stance never slides and nothing goes below the floor. When another body part is lower than the
+feet allow (a knee when kneeling, the pelvis when sitting on the floor, the back when lying) it
+rests on the floor at its own thickness (:data:`CONTACT_RADIUS_MM`) and the body does not travel.
+During flight (jumps, running) the pelvis follows a ballistic arc and keeps its take-off
+horizontal velocity. A slow correction (under
 ``MAX_CORRECTION_MM_S``) keeps the person on the planned path through the capture volume.
 """
 from __future__ import annotations
@@ -14,8 +17,14 @@ import numpy as np
 from lib.data.synthetic.body import ANKLE_HEIGHT_MM
 from lib.data.synthetic.common import _DEG, FPS, _keys, _n_keys, _wobble
 
+GRAVITY_MM_S2 = 9810.0
 SUPPORT_HYSTERESIS_MM = 3.0   # the other ankle must be this much lower to take over support
 MAX_CORRECTION_MM_S = 60.0    # speed of the path-keeping correction (slower than foot skating)
+# Height of each joint centre above the floor when that body part rests on it (mm): pelvis and
+# hips sitting, spine/thorax/head lying on the back, knees kneeling, hands on the floor.
+CONTACT_RADIUS_MM = np.array([100.0, 90.0, 55.0, ANKLE_HEIGHT_MM, 90.0, 55.0, ANKLE_HEIGHT_MM,
+                              110.0, 110.0, 100.0, 90.0, 70.0, 45.0, 45.0, 70.0, 45.0, 45.0])
+_BODY_RADIUS_MM = np.where(np.isin(np.arange(17), (3, 6)), -np.inf, CONTACT_RADIUS_MM)
 SMOOTH_FRAMES = 5             # the pelvis' steps are averaged over this many frames (no jerk at
                               # support changes; the foot lock absorbs the difference)
 
@@ -31,26 +40,30 @@ def _add_weight_shift(ang, rng, t, amplitude_mm: float, bones) -> None:
 
 
 def _add_gait(ang, phase: np.ndarray, amp: np.ndarray, arm_swing: float = 0.8,
-              direction=0.0) -> None:
+              direction=0.0, run=0.0) -> None:
     """Add a stepping cycle: hip swing per leg, knee lift in swing, opposite arm swing, twist.
 
     ``phase`` (rad) is the right leg's gait phase, ``amp`` the hip swing amplitude (rad),
-    ``direction`` the stepping direction relative to the facing (rad; 0 forward, pi/2 left).
+    ``direction`` the stepping direction relative to the facing (rad; 0 forward, pi/2 left),
+    ``run`` [T] in [0, 1] how much the gait is running: more knee flexion in swing and in
+    loading, elbows bent, the trunk leaning forward (:func:`running_flight` adds the flight).
     """
     fwd, side = amp * np.cos(direction), amp * np.sin(direction)
-    lift = np.clip(amp / 0.03, 0.0, 1.0) * (22 + 40 * np.clip(amp / 0.35, 0.0, 1.0))
+    lift = np.clip(amp / 0.03, 0.0, 1.0) * (22 + 40 * np.clip(amp / 0.35, 0.0, 1.0)) + 35 * run
     for leg, offset, sign in (('r', 0.0, -1.0), ('l', np.pi, 1.0)):
         phi = phase + offset
         ang[f'hip_flex_{leg}'] += fwd * np.sin(phi) + 0.15 * np.abs(fwd)
         ang[f'hip_abd_{leg}'] += sign * side * np.sin(phi)
         swing = np.maximum(0.0, np.cos(phi + 0.1)) ** 3
         loading = np.maximum(0.0, np.cos(phi - 2.2)) ** 4
-        ang[f'knee_{leg}'] += (lift * swing + 12 * np.clip(amp / 0.35, 0, 1) * loading) * _DEG
+        ang[f'knee_{leg}'] += (lift * swing + (12 * np.clip(amp / 0.35, 0, 1) + 20 * run) * loading) * _DEG
         ang[f'hip_flex_{leg}'] += 0.5 * lift * swing * _DEG
         other = 'l' if leg == 'r' else 'r'
         arm = -arm_swing * fwd * np.sin(phi)
         ang[f'sh_flex_{other}'] += arm
-        ang[f'elbow_{other}'] += 0.6 * np.maximum(0.0, arm) + 10 * _DEG * np.clip(amp / 0.35, 0, 1)
+        ang[f'elbow_{other}'] += (0.6 * np.maximum(0.0, arm) + 10 * _DEG * np.clip(amp / 0.35, 0, 1)
+                                  + 65 * _DEG * run)
+    ang['spine_flex'] += 8 * _DEG * run
     ang['yaw'] += 0.25 * fwd * np.sin(phase)
     ang['spine_twist'] -= 0.5 * fwd * np.sin(phase)
 
@@ -119,6 +132,22 @@ def _standing(ang, rng, t, bones, step_prob: float, shift_mm: float) -> np.ndarr
     return path
 
 
+def running_flight(rel: np.ndarray, run: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Pelvis lift [T] (mm, > 0 airborne) of the flight phases of running: a ballistic arc of
+    ``run`` x 0.07-0.12 s around each change of the supporting foot of poses ``rel`` [T, 17, 3]
+    while ``run`` [T] is above 0.3 (walking has none: one foot is always on the ground)."""
+    t = np.arange(len(rel)) / FPS
+    support = _support(rel[:, [3, 6], 2], np.zeros(len(rel), dtype=bool))
+    lift = np.zeros(len(rel))
+    for i in np.flatnonzero(np.diff(support)) + 1:
+        if run[i] > 0.3:
+            duration = run[i] * rng.uniform(0.07, 0.12)
+            start = t[i] - duration / 2
+            arc = 0.5 * GRAVITY_MM_S2 * (t - start) * (start + duration - t)
+            lift = np.maximum(lift, np.where((t > start) & (t < start + duration), arc, 0.0))
+    return lift
+
+
 def _support(ankles_z: np.ndarray, flight: np.ndarray) -> np.ndarray:
     """Index [T] (0 right, 1 left) of the supporting ankle: the lower one, with hysteresis; kept
     unchanged during flight."""
@@ -142,15 +171,19 @@ def place_on_floor(rel: np.ndarray, path: np.ndarray, lift: np.ndarray) -> np.nd
     rows = np.arange(len(rel))
     sup_xy = ankles[rows, support, :2]
     prev_xy = ankles[np.maximum(rows - 1, 0), support, :2]
+    base = ANKLE_HEIGHT_MM - ankles[rows, support, 2]
+    body = (_BODY_RADIUS_MM - rel[..., 2]).max(axis=1)  # the lowest other body part on the floor
+    on_body = body > base
+    base = np.maximum(base, body)
     step = -(sup_xy - prev_xy)
     step[0] = 0.0
+    step[on_body] = 0.0  # resting on the knees, the seat or the back: no stepping
     step = _carry_in_flight(step, flight)
     step = np.stack([np.convolve(np.pad(c, SMOOTH_FRAMES // 2, mode='edge'),
                                  np.ones(SMOOTH_FRAMES) / SMOOTH_FRAMES, 'valid') for c in step.T], 1)
     root = np.empty((len(rel), 3))
     root[:, :2] = path[0] + np.cumsum(step, axis=0)
-    root[:, :2] += _correction(path - root[:, :2])
-    base = ANKLE_HEIGHT_MM - ankles[rows, support, 2]
+    root[:, :2] += _correction(path - root[:, :2], hold=on_body)
     if flight.any() and not flight.all():  # ballistic: no leg motion moves the pelvis in flight
         base[flight] = np.interp(rows[flight], rows[~flight], base[~flight])
     root[:, 2] = base + lift
@@ -165,12 +198,13 @@ def _carry_in_flight(step: np.ndarray, flight: np.ndarray) -> np.ndarray:
     return out
 
 
-def _correction(error: np.ndarray) -> np.ndarray:
-    """A smooth offset [T, 2] that follows ``error`` (mm) at most ``MAX_CORRECTION_MM_S``."""
+def _correction(error: np.ndarray, hold: np.ndarray) -> np.ndarray:
+    """A smooth offset [T, 2] that follows ``error`` (mm) at most ``MAX_CORRECTION_MM_S``, and
+    stays put on ``hold`` [T] frames (a body resting on the floor does not slide)."""
     limit = MAX_CORRECTION_MM_S / FPS
     out = np.zeros_like(error)
     for i in range(1, len(error)):
-        out[i] = out[i - 1] + np.clip(0.02 * (error[i] - out[i - 1]), -limit, limit)
+        out[i] = out[i - 1] if hold[i] else out[i - 1] + np.clip(0.02 * (error[i] - out[i - 1]), -limit, limit)
     return out
 
 

@@ -9,7 +9,8 @@ import numpy as np
 from lib.data.synthetic.body import ANGLE_NAMES, forward_kinematics, limit_angles
 from lib.data.synthetic.common import _DEG, FPS, _keys, _n_keys, _pulses, _wobble
 from lib.data.synthetic.episodes import add_episodes
-from lib.data.synthetic.locomotion import _add_gait, _loop_path, _standing, lock_feet, place_on_floor
+from lib.data.synthetic.locomotion import (_add_gait, _loop_path, _standing, lock_feet, place_on_floor,
+                                           running_flight)
 
 
 def _rest_angles(rng: np.random.Generator, t: np.ndarray) -> dict[str, np.ndarray]:
@@ -48,17 +49,22 @@ def _hand_to_ear(ang, side, weight):
 
 def _walk(ang, rng, t, bones, action: str):
     """Walking / WalkDog / WalkTogether: gait around a turning loop at a varied pace, with stops
-    (standing still a few seconds) and restarts; returns the planned root path [T, 2] (mm)."""
+    (standing still a few seconds), restarts and, in some videos, running bouts (jogging at
+    1.5-2.5 m/s with flight phases); returns the planned root path [T, 2] (mm) and how much the
+    gait is running [T] in [0, 1]."""
     leg = bones['thigh'] + bones['shin']
-    freq = rng.uniform(0.75, 1.15)
-    base, variation = {'Walking': (0.34, 0.08), 'WalkDog': (0.28, 0.3),
-                       'WalkTogether': (0.27, 0.1)}[action]
+    base, variation, run_prob = {'Walking': (0.34, 0.08, 0.5), 'WalkDog': (0.28, 0.3, 0.3),
+                                 'WalkTogether': (0.27, 0.1, 0.3)}[action]
     go = _keys((rng.random(_n_keys(t[-1], 3.0)) > 0.15).astype(float), len(t), hold=0.5)
-    amp = base * rng.uniform(0.7, 1.3) * (1 + variation * _wobble(rng, t, 0.1)) * go
+    run = _pulses(rng, t, rng.uniform(6, 12), rng.uniform(0.2, 0.5)) * go * float(rng.random() < run_prob)
+    freq = rng.uniform(0.75, 1.15) * (1 - run) + rng.uniform(1.3, 1.5) * run  # strides per second
+    amp = (base * rng.uniform(0.7, 1.3) * (1 + variation * _wobble(rng, t, 0.1)) * (1 - run)
+           + rng.uniform(0.38, 0.48) * run) * go
     speed = 4 * leg * freq * np.sin(amp) / FPS  # mm per frame: stance foot stays put
     path, heading = _loop_path(rng, speed)
     ang['yaw'] += heading
-    _add_gait(ang, 2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi), amp)
+    phase = 2 * np.pi * np.cumsum(freq) / FPS + rng.uniform(0, 2 * np.pi)
+    _add_gait(ang, phase, amp, run=run)
     if action == 'WalkDog':  # right hand holds the leash, looking down at the dog
         _arm(ang, 'r', 1.0, flex=25 + 10 * _wobble(rng, t, 0.5), elbow=35, rot=10)
         ang['spine_flex'] += 8 * _DEG
@@ -67,7 +73,7 @@ def _walk(ang, rng, t, bones, action: str):
         side = rng.choice([-1.0, 1.0])
         ang['neck_turn'] += side * (25 + 10 * _wobble(rng, t, 0.2)) * _DEG
         ang['spine_twist'] += side * 8 * _DEG
-    return path
+    return path, run
 
 
 def _sit_envelope(rng, n: int, repeat: bool) -> np.ndarray:
@@ -97,7 +103,7 @@ def _sit(ang, rng, t, bones, action: str):
         _arm(ang, side, sit, flex=15 + 10 * _wobble(rng, t, 0.3), elbow=50 + 20 * _wobble(rng, t, 0.3))
         _arm(ang, side, rising, flex=30 if deep else 10)
     ang['spine_flex'] += (10 * sit + 35 * rising) * _DEG
-    return path
+    return path, None
 
 
 def _gesture(ang, rng, t, bones, action: str):
@@ -119,7 +125,7 @@ def _gesture(ang, rng, t, bones, action: str):
         wave = _pulses(rng, t, rng.uniform(5, 8), 0.4)
         swing = np.sin(2 * np.pi * rng.uniform(1.6, 2.4) * t)
         _arm(ang, 'r', wave, flex=25, abd=95, rot=-85, elbow=55 + 25 * swing)
-    return path
+    return path, None
 
 
 def _hands(ang, rng, t, bones, action: str):
@@ -144,7 +150,7 @@ def _hands(ang, rng, t, bones, action: str):
             ang[f'hip_flex_{side}'] += 35 * _DEG * crouch
             ang[f'knee_{side}'] += 60 * _DEG * crouch
         ang['spine_flex'] += 15 * _DEG * crouch
-    return path
+    return path, None
 
 
 def _idle(ang, rng, t, bones, action: str):
@@ -174,7 +180,7 @@ def _idle(ang, rng, t, bones, action: str):
         for side in 'lr':
             _arm(ang, side, hips, flex=-5, abd=35, rot=80, elbow=70)
         ang['neck_turn'] += 20 * _DEG * _wobble(rng, t, 0.15)
-    return path
+    return path, None
 
 
 FAMILIES = {
@@ -194,6 +200,9 @@ def synthesize_motion(action: str, n_frames: int, rng: np.random.Generator,
     t = np.arange(n_frames) / FPS
     ang = _rest_angles(rng, t)
     family = FAMILY_OF[action]
-    path = _FAMILY_LAYERS[family](ang, rng, t, bones, action)
+    path, run = _FAMILY_LAYERS[family](ang, rng, t, bones, action)
     lift = add_episodes(ang, rng, t, family)
-    return lock_feet(place_on_floor(forward_kinematics(limit_angles(ang), bones), path, lift))
+    rel = forward_kinematics(limit_angles(ang), bones)
+    if run is not None:
+        lift = np.maximum(lift, running_flight(rel, run, rng))
+    return lock_feet(place_on_floor(rel, path, lift))

@@ -202,18 +202,20 @@ def coverage(videos: list[np.ndarray], k: int = 32, max_poses: int = 20000, seed
 def posture_shares(videos: list[np.ndarray]) -> dict[str, float]:
     """Share of frames: pelvis below 60 % of the subject's standing pelvis height (crouch/sit),
     a wrist above the head top (arms up), no foot in contact (airborne), trunk within 45 degrees
-    of horizontal (lying / bending far)."""
-    counts = np.zeros(4)
+    of horizontal (lying / bending far), and lying: trunk within 30 degrees of horizontal with
+    the pelvis below 250 mm."""
+    counts = np.zeros(5)
     n = 0
     for x in videos:
         legs = bone_lengths(x)[:, [1, 2]].sum(1) + 90.0
         contact, _ = foot_contact(x)
         trunk = _angle(x[:, 8] - x[:, 0], np.array([0.0, 0.0, 1.0]))
         counts += [np.sum(x[:, 0, 2] < 0.6 * legs), np.sum(x[:, [13, 16], 2].max(1) > x[:, 10, 2]),
-                   np.sum(~contact.any(-1)), np.sum(trunk > 45)]
+                   np.sum(~contact.any(-1)), np.sum(trunk > 45),
+                   np.sum((np.abs(trunk - 90) < 30) & (x[:, 0, 2] < 250))]
         n += len(x)
-    return dict(zip(('crouch_or_sit_frac', 'arms_up_frac', 'airborne_frac', 'trunk_horizontal_frac'),
-                    (counts / n).tolist()))
+    return dict(zip(('crouch_or_sit_frac', 'arms_up_frac', 'airborne_frac', 'trunk_horizontal_frac',
+                     'lying_frac'), (counts / n).tolist()))
 
 
 def detector_figures(joint_2d: np.ndarray, gt_2d: np.ndarray, conf: np.ndarray) -> dict[str, float]:
