@@ -3,8 +3,9 @@
     python tools/bench/experiments.py selection   # optimism of selecting best_epoch.bin on the test set
     python tools/bench/experiments.py recipes     # MotionBERT vs EHGFormer recipe (v1 / v2) at quick-start size
     python tools/bench/experiments.py cross_family  # train without one motion family, score it
+    python tools/bench/experiments.py baseline [--config C]  # P1 of always predicting the mean pose
 
-Both train the quick-start configuration (configs/pose3d/quickstart.yaml, its synthetic data is
+The first three train the quick-start configuration (configs/pose3d/quickstart.yaml, its synthetic data is
 made on first use) with an evaluation after every epoch and print a table.
 
 ``selection``: one run with ``select_on: val``; the optimism of test-set selection is the test P1
@@ -16,6 +17,9 @@ velocity), one seed each, selected on the validation split.
 source whose training split lacks that family's actions and whose test split holds only them;
 the quick-start model trained on it is scored on the held-out family and set beside the same
 model trained on every family (the quick start's own run, same seed and epochs), per family.
+``baseline``: no training; a "model" that outputs the mean root-relative training pose for every
+frame, scored by the config's own test protocol (flip TTA included), per action. A trained
+model's P1 means something only next to this number on the same test split.
 """
 from __future__ import annotations
 
@@ -23,12 +27,15 @@ import os
 import tempfile
 
 import numpy as np
+import torch
 
 from lib.config.cli import ArgumentParser
 from lib.config.schema import load_config, parse_override
 from lib.data.synthetic import make_synthetic_h36m
 from lib.data.synthetic.dataset import ACTIONS
 from lib.data.synthetic.motions import FAMILIES
+from lib.data.codec import PoseCodec
+from lib.engine.evaluator import Evaluator, describe, format_table, reader_from_config
 from lib.engine.run import prepare_data
 from lib.engine.trainer import Trainer
 from lib.errors import entry_point
@@ -106,10 +113,33 @@ def cross_family(args) -> None:
         print(f"| {family} ({', '.join(actions)}) | {inside:.1f} | {outside:.1f} | {outside / inside:.2f} |", flush=True)
 
 
+class MeanPose(torch.nn.Module):
+    """Predicts the same pose ``mean`` [17, 3] (normalised, root-relative) for every frame."""
+
+    def __init__(self, mean: np.ndarray):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mean.expand(*x.shape[:2], *self.mean.shape).clone()
+
+
+def baseline(args) -> None:
+    cfg = load_config(args.config, None, None, args.extra)
+    prepare_data(cfg)
+    reader = reader_from_config(cfg)
+    labels = reader.read_3d("train")
+    mean = PoseCodec.from_config(cfg).encode_target(labels[None])[0].mean(0)
+    results = Evaluator(cfg, reader).run(MeanPose(mean))
+    results["about"] = {**describe(cfg, None), "recipe": "baseline: the mean training pose for every frame"}
+    print(format_table(results))
+
+
 @entry_point
 def main(argv=None) -> None:
     p = ArgumentParser(__doc__)
-    p.add_argument("experiment", choices=("selection", "recipes", "cross_family"))
+    p.add_argument("experiment", choices=("selection", "recipes", "cross_family", "baseline"))
+    p.add_argument("--config", default=QUICKSTART, help="baseline only: the config whose test split is scored")
     p.add_argument("--epochs", type=int, default=None, help="default: the quick start's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -117,7 +147,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     args.extra = dict(parse_override(text) for text in args.overrides)
     args.epochs = args.epochs or int(load_config(QUICKSTART).epochs)
-    {"selection": selection, "recipes": recipes, "cross_family": cross_family}[args.experiment](args)
+    {"selection": selection, "recipes": recipes, "cross_family": cross_family,
+     "baseline": baseline}[args.experiment](args)
 
 
 if __name__ == "__main__":
