@@ -84,6 +84,21 @@ class Evaluator:
 
     def run(self, model, device=torch.device("cpu"), batch_size: int = 64) -> dict:
         """Score ``model``: ``{'protocol': {...}, 'full_coverage': {...}}`` (see lib/engine/metrics)."""
+        preds_mm, frames, protocol = self._predict(model, device, batch_size)
+        results = {"protocol": self._score(preds_mm[protocol], frames[protocol])}
+        if self.cfg.eval_full_coverage:
+            results["full_coverage"] = self._score(preds_mm, frames)
+        return results
+
+    def frame_errors(self, model, device=torch.device("cpu"), batch_size: int = 64):
+        """Per test frame ``(errors [F, 2] P1/P2 mm, covered [F])`` of the protocol's clips, for
+        breakdowns beyond the per-action table (F = test frames of the unstrided source)."""
+        preds_mm, frames, protocol = self._predict(model, device, batch_size)
+        return metrics.frame_errors(preds_mm[protocol], self.meta.gt_mm[frames[protocol]],
+                                    frames[protocol], self.meta.sources)
+
+    def _predict(self, model, device, batch_size):
+        """Predictions in mm ``[C, T, 17, 3]``, their global frames and the protocol mask."""
         preds_mm, frames, protocol = [], [], []
         for part in self.parts:
             pred = predict_clips(model, part["inputs"], self.codec, device, part["labels"], batch_size)
@@ -92,11 +107,7 @@ class Evaluator:
             preds_mm.append(self.codec.decode_mm(pred, width, height, self.meta.factor[global_idx]))
             frames.append(global_idx)
             protocol.append(part["protocol"])
-        preds_mm, frames, protocol = map(np.concatenate, (preds_mm, frames, protocol))
-        results = {"protocol": self._score(preds_mm[protocol], frames[protocol])}
-        if self.cfg.eval_full_coverage:
-            results["full_coverage"] = self._score(preds_mm, frames)
-        return results
+        return tuple(map(np.concatenate, (preds_mm, frames, protocol)))
 
     def _score(self, pred_mm: np.ndarray, frames: np.ndarray) -> dict:
         return metrics.evaluate_frames(pred_mm, self.meta.gt_mm[frames], frames,

@@ -180,15 +180,7 @@ def evaluate_frames(pred_mm, gt_mm, clip_indices, actions, sources, blocked=BLOC
     Returns ``{'p1', 'p2', 'per_action': {action: {'p1', 'p2', 'frames'}}, 'frames_scored',
     'frames_total'}``.
     """
-    pred_mm, gt_mm, clip_indices = np.asarray(pred_mm), np.asarray(gt_mm), np.asarray(clip_indices)
-    keep = np.flatnonzero(~clip_is_blocked(clip_indices, sources, blocked))
-    errors = np.zeros((len(keep), clip_indices.shape[1], 2))
-    for start in range(0, len(keep), chunk):          # bounded memory for the batched SVD
-        sel = keep[start:start + chunk]
-        errors[start:start + chunk] = _p1_p2(pred_mm[sel], gt_mm[sel], root)
-    sums, counts = accumulate_clip_errors(errors, clip_indices[keep], len(actions))
-    covered = counts > 0
-    frame_err = sums / np.maximum(counts, 1)[:, None]
+    frame_err, covered = frame_errors(pred_mm, gt_mm, clip_indices, sources, blocked, root, chunk)
     names, p1_sums, n = _group_by_action(frame_err[:, 0], covered, actions)
     _, p2_sums, _ = _group_by_action(frame_err[:, 1], covered, actions)
     per_action = {name: {"p1": float(a / k), "p2": float(b / k), "frames": int(k)}
@@ -200,6 +192,21 @@ def evaluate_frames(pred_mm, gt_mm, clip_indices, actions, sources, blocked=BLOC
         "frames_scored": int(covered.sum()),
         "frames_total": int((~frame_is_blocked(sources, blocked)).sum()),
     }
+
+
+def frame_errors(pred_mm, gt_mm, clip_indices, sources, blocked=BLOCK_LIST, root: int = 0,
+                 chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Per test frame ``(errors [F, 2] (P1, P2 in mm), covered [F] bool)`` of per-clip
+    predictions (arguments as in :func:`evaluate_frames`): root-relative errors, averaged over
+    the clips that cover a frame; clips of ``blocked`` sequences are skipped."""
+    pred_mm, gt_mm, clip_indices = np.asarray(pred_mm), np.asarray(gt_mm), np.asarray(clip_indices)
+    keep = np.flatnonzero(~clip_is_blocked(clip_indices, sources, blocked))
+    errors = np.zeros((len(keep), clip_indices.shape[1], 2))
+    for start in range(0, len(keep), chunk):          # bounded memory for the batched SVD
+        sel = keep[start:start + chunk]
+        errors[start:start + chunk] = _p1_p2(pred_mm[sel], gt_mm[sel], root)
+    sums, counts = accumulate_clip_errors(errors, clip_indices[keep], len(sources))
+    return sums / np.maximum(counts, 1)[:, None], counts > 0
 
 
 def _p1_p2(pred, gt, root: int) -> np.ndarray:

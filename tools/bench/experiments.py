@@ -4,6 +4,7 @@
     python tools/bench/experiments.py recipes     # MotionBERT vs EHGFormer recipe (v1 / v2) at quick-start size
     python tools/bench/experiments.py cross_family  # train without one motion family, score it
     python tools/bench/experiments.py baseline [--config C]  # P1 of always predicting the mean pose
+    python tools/bench/experiments.py postures --config C --checkpoint CKPT  # P1 by what the person does
 
 The first three train the quick-start configuration (configs/pose3d/quickstart.yaml, its synthetic data is
 made on first use) with an evaluation after every epoch and print a table.
@@ -20,6 +21,11 @@ model trained on every family (the quick start's own run, same seed and epochs),
 ``baseline``: no training; a "model" that outputs the mean root-relative training pose for every
 frame, scored by the config's own test protocol (flip TTA included), per action. A trained
 model's P1 means something only next to this number on the same test split.
+``postures``: no training; a checkpoint's per-frame P1 on the config's synthetic test split (the
+protocol's frames), grouped by what the person does in that frame, read from the generator's
+world-space poses (regenerated, and checked to be the file's): lying, airborne (jumping or
+running flight), running (pelvis > 1.8 m/s), walking (0.5-1.8 m/s), crouching or sitting
+(pelvis below 60 % of leg length), standing (the rest); beside the mean-pose baseline's P1.
 """
 from __future__ import annotations
 
@@ -31,14 +37,15 @@ import torch
 
 from lib.config.cli import ArgumentParser
 from lib.config.schema import load_config, parse_override
-from lib.data.synthetic import make_synthetic_h36m
+from lib.data.synthetic import make_synthetic_h36m, realism
 from lib.data.synthetic.dataset import ACTIONS
 from lib.data.synthetic.motions import FAMILIES
 from lib.data.codec import PoseCodec
 from lib.engine.evaluator import Evaluator, describe, format_table, reader_from_config
 from lib.engine.run import prepare_data
 from lib.engine.trainer import Trainer
-from lib.errors import entry_point
+from lib.errors import DataError, entry_point
+from lib.model.factory import load_model
 from lib.io import load_checkpoint, write_pickle
 
 QUICKSTART = "configs/pose3d/quickstart.yaml"
@@ -135,11 +142,57 @@ def baseline(args) -> None:
     print(format_table(results))
 
 
+POSTURES = ("lying", "airborne", "running", "walking", "crouching or sitting", "standing")
+
+
+def posture_labels(world: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """Index into :data:`POSTURES` [F] of each frame of world poses [F, 17, 3] (mm, Z up),
+    videos being contiguous runs of ``sources``; the first matching posture wins."""
+    labels = np.empty(len(world), dtype=int)
+    starts = np.flatnonzero(np.r_[True, sources[1:] != sources[:-1]])
+    for start, stop in zip(starts, np.r_[starts[1:], len(world)]):
+        x = world[start:stop].astype(np.float64)
+        trunk = realism._angle(x[:, 8] - x[:, 0], np.array([0.0, 0.0, 1.0]))
+        contact, _ = realism.foot_contact(x)
+        speed = np.linalg.norm(np.gradient(x[:, 0, :2], axis=0), axis=1) * realism.FPS / 1000.0
+        legs = realism.bone_lengths(x)[:, [1, 2]].sum(1) + 90.0
+        tests = [(np.abs(trunk - 90) < 30) & (x[:, 0, 2] < 250), ~contact.any(-1), speed > 1.8,
+                 speed > 0.5, x[:, 0, 2] < 0.6 * legs, np.ones(len(x), bool)]
+        labels[start:stop] = np.argmax(np.stack(tests, 1), axis=1)
+    return labels
+
+
+def postures(args) -> None:
+    cfg = load_config(args.config, None, None, {"eval_full_coverage": False, **args.extra})
+    if not cfg.synthetic_data:
+        raise DataError("postures needs a config with synthetic_data (its world poses are regenerated)")
+    world = make_synthetic_h36m(0, cfg.synthetic_data, debug=True)["test"]
+    evaluator = Evaluator(cfg)
+    if not np.array_equal(world["joint_2d"], evaluator.readers[0].raw["test"]["joint_2d"]):
+        raise DataError(f"{cfg.dt_root}/{cfg.dt_file} is not the synthetic '{cfg.synthetic_data}' set of seed 0")
+    labels = posture_labels(world["joint3d_world"], np.asarray(world["source"]))
+    reader = evaluator.readers[0]
+    mean = PoseCodec.from_config(cfg).encode_target(reader.read_3d("train")[None])[0].mean(0)
+    errors = {"model": evaluator.frame_errors(load_model(cfg, args.checkpoint)),
+              "mean pose": evaluator.frame_errors(MeanPose(mean))}
+    print(f"{describe(cfg, None)['protocol']}; {args.checkpoint}")
+    print("| posture | frames | share | P1 (mm) | P2 (mm) | mean-pose P1 (mm) |\n|---|---|---|---|---|---|")
+    (err, covered), (base, _) = errors["model"], errors["mean pose"]
+    for k, name in enumerate(POSTURES):
+        sel = covered & (labels == k)
+        if sel.any():
+            print(f"| {name} | {sel.sum()} | {sel.mean() / covered.mean():.1%} | {err[sel, 0].mean():.1f} | "
+                  f"{err[sel, 1].mean():.1f} | {base[sel, 0].mean():.1f} |")
+    print(f"| all scored frames | {covered.sum()} | 100% | {err[covered, 0].mean():.1f} | "
+          f"{err[covered, 1].mean():.1f} | {base[covered, 0].mean():.1f} |")
+
+
 @entry_point
 def main(argv=None) -> None:
     p = ArgumentParser(__doc__)
-    p.add_argument("experiment", choices=("selection", "recipes", "cross_family", "baseline"))
-    p.add_argument("--config", default=QUICKSTART, help="baseline only: the config whose test split is scored")
+    p.add_argument("experiment", choices=("selection", "recipes", "cross_family", "baseline", "postures"))
+    p.add_argument("--config", default=QUICKSTART, help="baseline, postures: the config whose test split is scored")
+    p.add_argument("--checkpoint", default=None, help="postures: the checkpoint to score")
     p.add_argument("--epochs", type=int, default=None, help="default: the quick start's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -147,8 +200,10 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     args.extra = dict(parse_override(text) for text in args.overrides)
     args.epochs = args.epochs or int(load_config(QUICKSTART).epochs)
+    if args.experiment == "postures" and not args.checkpoint:
+        p.error("postures needs --checkpoint")
     {"selection": selection, "recipes": recipes, "cross_family": cross_family,
-     "baseline": baseline}[args.experiment](args)
+     "baseline": baseline, "postures": postures}[args.experiment](args)
 
 
 if __name__ == "__main__":
