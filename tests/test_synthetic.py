@@ -322,3 +322,19 @@ def test_running_bouts_have_flight_phases():
         assert speed.max() > 2.0  # m/s: jogging
         assert max(b - a for a, b in flights) / syn.FPS < 0.15  # short flights, not hovering
     assert running_videos >= 2
+
+
+def test_posture_labels_of_the_postures_experiment():
+    """The P1-by-posture breakdown (tools/bench/experiments.py postures) labels the frames of a
+    lying-down video, a running one and a waiting one as such, video by video."""
+    from tools.bench.experiments import POSTURES, posture_labels
+    lying = next(x for x in _motions('SittingDown') if (np.abs(realism.trunk_frame(x)[2][:, 2]) < 0.1).sum() > 50)
+    running = _motions('Walking', seeds=[0])[0]
+    waiting = _motions('Waiting', seeds=[0], frames=300)[0]
+    world = np.concatenate([lying, running, waiting])
+    sources = np.repeat(['a', 'b', 'c'], [len(lying), len(running), len(waiting)])
+    labels = posture_labels(world, sources)
+    share = {name: [float(np.mean(labels[sources == s] == k)) for s in 'abc'] for k, name in enumerate(POSTURES)}
+    assert share['lying'][0] > 0.03 and share['lying'][1] == share['lying'][2] == 0
+    assert share['running'][1] > 0.05 and share['running'][2] == 0
+    assert share['standing'][2] > 0.5
