@@ -29,13 +29,6 @@ def long_videos():
                                    debug=True)['test']
 
 
-def _runs(names):
-    """(start, stop) of each run of equal consecutive entries."""
-    names = np.asarray(names)
-    starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
-    return list(zip(starts, np.r_[starts[1:], len(names)]))
-
-
 def test_schema_dtypes_and_shapes(data):
     assert set(data) == {'train', 'test'}
     common = {'joint_2d', 'confidence', 'joint3d_image', 'camera_name', 'source', 'action'}
@@ -58,7 +51,7 @@ def test_schema_dtypes_and_shapes(data):
 def test_source_ids_subjects_actions_and_cameras(data):
     for split, subjects in (('train', {1, 5, 6, 7, 8}), ('test', {9, 11})):
         d = data[split]
-        runs = _runs(d['source'])
+        runs = realism.video_runs(d['source'])
         assert len(runs) == len(subjects) * 15 * 2 * 4 and len(set(d['source'])) == len(runs)
         seen_subjects, seen_actions = set(), set()
         for start, stop in runs:
@@ -131,7 +124,7 @@ def test_bodies_cover_adult_statures_and_proportions():
 def test_hard_realism_checks_hold(data):
     """Bone lengths constant, nothing below the floor, joint limits held, little foot skating."""
     d = data['train']
-    videos = [d['joint3d_world'][a:b].astype(np.float64) for a, b in _runs(d['source'])][::4]
+    videos = [d['joint3d_world'][a:b].astype(np.float64) for a, b in realism.video_runs(d['source'])][::4]
     summary = realism.aggregate([realism.video_checks(x) for x in videos])
     assert summary['bone_length_range_mm'] < 0.05
     assert summary['floor_penetration_frac'] == 0

@@ -20,20 +20,13 @@ from lib.errors import entry_point
 from lib.io import write_json
 
 
-def videos_of(split: dict) -> list[tuple[int, int]]:
-    """(start, stop) rows of each video of a split (videos are contiguous runs of ``source``)."""
-    src = np.asarray(split['source'])
-    starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]]) if len(src) else np.array([], int)
-    return list(zip(starts, np.r_[starts[1:], len(src)]))
-
-
 def build_report(seed: int = 0, frames_per_video: int = 300, k: int = 32, **select) -> dict:
     """All realism figures of one generated data set (camera 1 unless ``cameras`` is given)."""
     select.setdefault('cameras', [1])
     data = make_synthetic_h36m(seed, frames_per_video=frames_per_video, debug=True, **select)
     worlds, detections = [], {'joint_2d': [], 'gt': [], 'conf': []}
     for split in data.values():
-        for start, stop in videos_of(split):
+        for start, stop in realism.video_runs(split['source']):
             worlds.append(split['joint3d_world'][start:stop].astype(np.float64))
         detections['joint_2d'].append(split['joint_2d'])
         detections['gt'].append(split['joint3d_image'][..., :2])

@@ -38,7 +38,7 @@ import torch
 from lib.config.cli import ArgumentParser
 from lib.config.schema import load_config, parse_override
 from lib.data.synthetic import make_synthetic_h36m, realism
-from lib.data.synthetic.dataset import ACTIONS
+from lib.data.synthetic.dataset import ACTIONS, TEST_SUBJECTS
 from lib.data.synthetic.motions import FAMILIES
 from lib.data.codec import PoseCodec
 from lib.engine.evaluator import Evaluator, describe, format_table, reader_from_config
@@ -135,9 +135,7 @@ def baseline(args) -> None:
     cfg = load_config(args.config, None, None, args.extra)
     prepare_data(cfg)
     reader = reader_from_config(cfg)
-    labels = reader.read_3d("train")
-    mean = PoseCodec.from_config(cfg).encode_target(labels[None])[0].mean(0)
-    results = Evaluator(cfg, reader).run(MeanPose(mean))
+    results = Evaluator(cfg, reader).run(MeanPose(mean_pose(cfg, reader)))
     results["about"] = {**describe(cfg, None), "recipe": "baseline: the mean training pose for every frame"}
     print(format_table(results))
 
@@ -149,32 +147,32 @@ def posture_labels(world: np.ndarray, sources: np.ndarray) -> np.ndarray:
     """Index into :data:`POSTURES` [F] of each frame of world poses [F, 17, 3] (mm, Z up),
     videos being contiguous runs of ``sources``; the first matching posture wins."""
     labels = np.empty(len(world), dtype=int)
-    starts = np.flatnonzero(np.r_[True, sources[1:] != sources[:-1]])
-    for start, stop in zip(starts, np.r_[starts[1:], len(world)]):
+    for start, stop in realism.video_runs(sources):
         x = world[start:stop].astype(np.float64)
-        trunk = realism._angle(x[:, 8] - x[:, 0], np.array([0.0, 0.0, 1.0]))
-        contact, _ = realism.foot_contact(x)
+        masks = realism.posture_masks(x)
         speed = np.linalg.norm(np.gradient(x[:, 0, :2], axis=0), axis=1) * realism.FPS / 1000.0
-        legs = realism.bone_lengths(x)[:, [1, 2]].sum(1) + 90.0
-        tests = [(np.abs(trunk - 90) < 30) & (x[:, 0, 2] < 250), ~contact.any(-1), speed > 1.8,
-                 speed > 0.5, x[:, 0, 2] < 0.6 * legs, np.ones(len(x), bool)]
+        tests = [masks["lying"], masks["airborne"], speed > 1.8, speed > 0.5, masks["crouch_or_sit"],
+                 np.ones(len(x), bool)]
         labels[start:stop] = np.argmax(np.stack(tests, 1), axis=1)
     return labels
+
+
+def mean_pose(cfg, reader) -> np.ndarray:
+    """The mean training target [17, 3] (normalised, as the codec encodes it) of a config."""
+    return PoseCodec.from_config(cfg).encode_target(reader.read_3d("train")[None])[0].mean(0)
 
 
 def postures(args) -> None:
     cfg = load_config(args.config, None, None, {"eval_full_coverage": False, **args.extra})
     if not cfg.synthetic_data:
         raise DataError("postures needs a config with synthetic_data (its world poses are regenerated)")
-    world = make_synthetic_h36m(0, cfg.synthetic_data, debug=True)["test"]
+    world = make_synthetic_h36m(0, cfg.synthetic_data, subjects=TEST_SUBJECTS, debug=True)["test"]
     evaluator = Evaluator(cfg)
     if not np.array_equal(world["joint_2d"], evaluator.readers[0].raw["test"]["joint_2d"]):
         raise DataError(f"{cfg.dt_root}/{cfg.dt_file} is not the synthetic '{cfg.synthetic_data}' set of seed 0")
     labels = posture_labels(world["joint3d_world"], np.asarray(world["source"]))
-    reader = evaluator.readers[0]
-    mean = PoseCodec.from_config(cfg).encode_target(reader.read_3d("train")[None])[0].mean(0)
     errors = {"model": evaluator.frame_errors(load_model(cfg, args.checkpoint)),
-              "mean pose": evaluator.frame_errors(MeanPose(mean))}
+              "mean pose": evaluator.frame_errors(MeanPose(mean_pose(cfg, evaluator.readers[0])))}
     print(f"{describe(cfg, None)['protocol']}; {args.checkpoint}")
     print("| posture | frames | share | P1 (mm) | P2 (mm) | mean-pose P1 (mm) |\n|---|---|---|---|---|---|")
     (err, covered), (base, _) = errors["model"], errors["mean pose"]

@@ -27,6 +27,13 @@ LIMITS_DEG = {           # name: (min, max)
 HARD_CHECKS = ('bone_length_range_mm', 'floor_penetration_frac', 'joint_limit_violation_frac')
 
 
+def video_runs(sources) -> list[tuple[int, int]]:
+    """(start, stop) rows of each video of a split, videos being contiguous runs of ``sources``."""
+    src = np.asarray(sources)
+    starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]]) if len(src) else np.array([], int)
+    return list(zip(starts.tolist(), np.r_[starts[1:], len(src)].astype(int).tolist()))
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
 
@@ -199,23 +206,27 @@ def coverage(videos: list[np.ndarray], k: int = 32, max_poses: int = 20000, seed
     }
 
 
+def posture_masks(x: np.ndarray) -> dict[str, np.ndarray]:
+    """Per frame of one video [T, 17, 3] (mm), a bool [T] per posture: pelvis below 60 % of the
+    subject's standing pelvis height (crouch/sit), a wrist above the head top (arms up), no foot
+    in contact (airborne), trunk within 45 degrees of horizontal (lying / bending far), and lying:
+    trunk within 30 degrees of horizontal with the pelvis below 250 mm."""
+    legs = bone_lengths(x)[:, [1, 2]].sum(1) + 90.0
+    contact, _ = foot_contact(x)
+    trunk = _angle(x[:, 8] - x[:, 0], np.array([0.0, 0.0, 1.0]))
+    return {'crouch_or_sit': x[:, 0, 2] < 0.6 * legs, 'arms_up': x[:, [13, 16], 2].max(1) > x[:, 10, 2],
+            'airborne': ~contact.any(-1), 'trunk_horizontal': trunk > 45,
+            'lying': (np.abs(trunk - 90) < 30) & (x[:, 0, 2] < 250)}
+
+
 def posture_shares(videos: list[np.ndarray]) -> dict[str, float]:
-    """Share of frames: pelvis below 60 % of the subject's standing pelvis height (crouch/sit),
-    a wrist above the head top (arms up), no foot in contact (airborne), trunk within 45 degrees
-    of horizontal (lying / bending far), and lying: trunk within 30 degrees of horizontal with
-    the pelvis below 250 mm."""
-    counts = np.zeros(5)
-    n = 0
+    """Share of frames in each posture of :func:`posture_masks` (``<name>_frac``)."""
+    counts, n = {}, 0
     for x in videos:
-        legs = bone_lengths(x)[:, [1, 2]].sum(1) + 90.0
-        contact, _ = foot_contact(x)
-        trunk = _angle(x[:, 8] - x[:, 0], np.array([0.0, 0.0, 1.0]))
-        counts += [np.sum(x[:, 0, 2] < 0.6 * legs), np.sum(x[:, [13, 16], 2].max(1) > x[:, 10, 2]),
-                   np.sum(~contact.any(-1)), np.sum(trunk > 45),
-                   np.sum((np.abs(trunk - 90) < 30) & (x[:, 0, 2] < 250))]
+        for name, mask in posture_masks(x).items():
+            counts[name] = counts.get(name, 0) + int(mask.sum())
         n += len(x)
-    return dict(zip(('crouch_or_sit_frac', 'arms_up_frac', 'airborne_frac', 'trunk_horizontal_frac',
-                     'lying_frac'), (counts / n).tolist()))
+    return {f'{name}_frac': count / n for name, count in counts.items()}
 
 
 def detector_figures(joint_2d: np.ndarray, gt_2d: np.ndarray, conf: np.ndarray) -> dict[str, float]:
