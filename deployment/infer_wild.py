@@ -31,8 +31,7 @@ class InputError(InputFileError):
 
 
 def parse_args(argv=None):
-    parser = base_parser(__doc__)
-    next(a for a in parser._actions if a.dest == "config").required = False   # an .onnx needs none
+    parser = base_parser(__doc__, config_required=False)   # an .onnx needs no config
     parser.add_argument("-i", "--input", required=True, help="2D keypoints: .json, .npy or .npz (pixels)")
     parser.add_argument("--format", choices=("auto",) + FORMATS, default="auto",
                         help="keypoint format; auto: 26 joints = halpe, 17 = coco (name h36m explicitly)")

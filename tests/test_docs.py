@@ -256,3 +256,12 @@ def test_layering_check_sees_imports_inside_functions(tmp_path):
     path = tmp_path / "m.py"
     path.write_text("def f():\n    from lib.engine.trainer import Trainer\nimport lib.vis.attention\nfrom lib import io\n")
     assert lib_imports(str(path)) == {"engine", "vis", "io"}
+
+
+def test_dstformer_docstring_example_holds():
+    """The shape example in DSTformer's docstring is what the model returns."""
+    import doctest
+
+    import lib.model.dstformer
+    result = doctest.testmod(lib.model.dstformer)
+    assert result.attempted >= 3 and result.failed == 0

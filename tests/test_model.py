@@ -221,7 +221,7 @@ def test_relation_bias_init_matches_skeleton():
     torch.testing.assert_close(U.sum(0), torch.ones(NUM_JOINTS))
     assert (U[adj == 0] == 0).all() and (U[adj > 0] > 0).all()
     assert U[0, 16] == 0 and U[16, 0] == 0                         # no spurious pelvis-wrist edge
-    degree = {0: 4, 8: 5, 16: 2, 3: 2, 1: 3}                       # self-loop included; reference has 0: 5, 16: 3
+    degree = {0: 4, 8: 5, 16: 2, 3: 2, 1: 3}                       # self-loop included; EHGFormer's has 0: 5, 16: 3
     assert all(U[j, j] == pytest.approx(1 / d) for j, d in degree.items())
     assert torch.equal(relation_bias_init("none"), torch.eye(NUM_JOINTS))
     model = DSTformer(tiny(2, hyper_relation_bias="uniform"))

@@ -35,10 +35,11 @@ def positive_int(text: str) -> int:
     return value
 
 
-def base_parser(description: str) -> ArgumentParser:
-    """Flags every entry point takes: config files, model version and config overrides."""
+def base_parser(description: str, config_required: bool = True) -> ArgumentParser:
+    """Flags every entry point takes: config files, model version and config overrides
+    (``config_required=False`` for an entry point that can run without a config)."""
     p = ArgumentParser(description)
-    p.add_argument("--config", required=True, help="training config YAML (configs/pose3d/*.yaml)")
+    p.add_argument("--config", required=config_required, help="training config YAML (configs/pose3d/*.yaml)")
     p.add_argument("--hyper_cfg", default=None, help="hyperedge partition YAML (hyper_config/method2/*.yaml)")
     p.add_argument("--hyper_relation_bias", default=None, metavar="{none,uniform}",
                    help="version 2: joint-joint relation bias init (identity / skeleton adjacency)")

@@ -11,14 +11,14 @@ label                  ``[..., T, 17, 3]``: normalised ``joint3d_image`` (z_n = 
 model input            ``pose2d``; with ``gt_2d`` its x, y come from the label and the
                        confidence is 1; with ``no_conf`` the confidence channel is dropped
 training target        static (``rootrel``): every frame root-relative; global: only z is
-                       made relative to the root depth of the clip's first frame (ref. A8)
+                       made relative to the root depth of the clip's first frame (MotionBERT)
 prediction             flip test-time augmentation (mean of the prediction and the mirrored
                        prediction of the mirrored input); static: root set to 0; ``gt_2d``:
-                       x, y replaced by the input's (reference A9)
+                       x, y replaced by the input's (docs/protocols.md)
 pixels                 global: inverse of the input normalisation (image coordinates, z in
                        the same pixel scale); static: root-relative, scaled by w / 2
 millimetres            the evaluation's decoding: inverse normalisation x the per-frame
-                       2.5d factor lambda (reference A9; metrics are root-relative, so the
+                       2.5d factor lambda (docs/protocols.md; metrics are root-relative, so the
                        image offset of a static prediction cancels)
 =====================  ==================================================================
 """
@@ -68,7 +68,7 @@ class PoseCodec:
         return self.model_channels(self.with_gt_2d(pose2d, label))
 
     def encode_target(self, label):
-        """Training target from a normalised label ``[N, T, 17, 3]`` (static / global, ref. A8)."""
+        """Training target from a normalised label ``[N, T, 17, 3]`` (static / global)."""
         if self.rootrel:
             return label - label[:, :, :1, :]
         target = label.clone() if hasattr(label, "clone") else np.array(label, copy=True)

@@ -1,4 +1,4 @@
-"""Reader for MotionBERT's preprocessed Human3.6M source pickle (reference A1-A5).
+"""Reader for MotionBERT's preprocessed Human3.6M source pickle (its ``datareader_h36m.py``).
 
 The source file ``h36m_sh_conf_cam_source_final.pkl`` holds ``{'train': {...}, 'test': {...}}``,
 each a dict of per-frame arrays with every video concatenated along axis 0:
@@ -17,8 +17,9 @@ key                    split  content
 =====================  =====  =================================================================
 
 ``sample_stride`` (EHGFormer's "tds") subsamples *every* per-frame array, camera names and
-sources included, before slicing (fixing MotionBERT's misalignment, reference G1.5). Slicing is
-deterministic (no global RNG, G1.4).
+sources included, before slicing (MotionBERT's reader strides the arrays but not the camera names, which misaligns
+resolutions and frames when the stride is above 1). Slicing is deterministic: short videos are
+resampled without the global NumPy RNG that MotionBERT's ``resample`` uses.
 """
 from __future__ import annotations
 
@@ -90,12 +91,13 @@ def check_split(split_data: dict, split: str, path: str = "<source>") -> None:
 
 def sequence_id(source: str) -> str:
     """Sequence id of a video id: ``s_09_act_05_subact_02_ca_01`` -> ``s_09_act_05_subact_02``
-    (drop the 6-character camera suffix, reference A1)."""
+    (drop the 6-character camera suffix, as MotionBERT's evaluation does)."""
     return str(source)[:-6]
 
 
 def split_clips(sources, n_frames: int, stride: int, cover_tail: bool = False) -> np.ndarray:
-    """Frame indices of the clips of every video, ``[num_clips, n_frames]`` int64 (reference A4).
+    """Frame indices of the clips of every video, ``[num_clips, n_frames]`` int64 (MotionBERT's
+    ``split_clips``).
 
     A video is a maximal run of equal ``sources``. Its clips start at ``0, stride, 2*stride, ...``
     while the clip fits, so clips never cross videos. A video shorter than ``n_frames`` gives one
@@ -135,7 +137,7 @@ def resample_indices(length: int, n_frames: int) -> np.ndarray:
 
 @dataclass
 class TestMeta:
-    """Per-frame test metadata used by the evaluation (reference A9)."""
+    """Per-frame test metadata used by the evaluation (docs/protocols.md)."""
     actions: np.ndarray      # [F] str
     factor: np.ndarray       # [F] 2.5d factor lambda (mm per pixel-scaled unit)
     gt_mm: np.ndarray        # [F, 17, 3] joints_2.5d_image, millimetres
@@ -227,7 +229,7 @@ class DataReaderH36M:
         return self.frame_offset + self.sample_stride * np.asarray(strided_idx)
 
     def clip_resolution(self, clip_idx: np.ndarray, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
-        """``(width, height)`` ``[num_clips, 1]`` of each clip's first frame, what the reference
+        """``(width, height)`` ``[num_clips, 1]`` of each clip's first frame, what MotionBERT's evaluation
         denormalises a clip with (clips never mix cameras)."""
         w, h = self._res[split]
         first = clip_idx[:, 0]

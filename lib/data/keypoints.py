@@ -15,7 +15,7 @@ Three formats, all ``[..., K, C]`` arrays (C = 2 for x, y or 3 for x, y, confide
 * ``h36m``  H36M-17, the model's order (``lib.data.skeleton``), passed through unchanged.
 
 Every H36M joint is the mean of one or more source joints, applied to every channel alike
-(x, y and confidence), as in EHGFormer and MotionBERT (reference F2, F3)::
+(x, y and confidence), as in EHGFormer's and MotionBERT's wild-video inference::
 
     H36M joint         from COCO-17                     from Halpe-26
      0 pelvis          mean(11 L-hip, 12 R-hip)         19 hip

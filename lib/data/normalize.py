@@ -1,4 +1,4 @@
-"""Image-space normalisation of reference A2, vectorised over frames.
+"""MotionBERT's image-space normalisation of H36M keypoints, vectorised over frames.
 
 Both axes are scaled by 2/w (isotropic), so x spans [-1, 1] and y spans [-h/w, h/w]:
 

@@ -1,7 +1,7 @@
 """The validation split: training sequences held out to select the best checkpoint.
 
-MotionBERT and EHGFormer pick ``best_epoch.bin`` on the test set (reference G1.1), which makes the
-reported number optimistic. Pose3D holds out whole training *sequences* (every camera of a
+MotionBERT and EHGFormer keep as ``best_epoch.bin`` the epoch with the lowest *test* P1, which
+makes the reported number optimistic. Pose3D holds out whole training *sequences* (every camera of a
 subject/action/subaction together, so no motion is seen in training from another view) and
 selects on them; the test set is scored for reporting only. ``select_on: test`` restores the
 references' behaviour (no validation split, selection on the test protocol's P1).

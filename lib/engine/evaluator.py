@@ -1,6 +1,6 @@
 """Evaluation on the H36M test split: the MotionBERT protocol and a full-coverage variant.
 
-Protocol (reference A9), the default and the number to compare with the literature:
+Protocol (MotionBERT's ``train.py`` evaluation, also EHGFormer's; docs/protocols.md), the default and the number to compare with the literature:
   1. non-overlapping test clips of ``clip_len`` strided frames (``sample_stride`` = tds), each
      video's tail after its last full clip left out, as in MotionBERT/EHGFormer;
   2. flip test-time augmentation: average the prediction and the un-flipped prediction of the

@@ -12,11 +12,11 @@ Pose metrics (VideoPose3D definitions, per frame instead of one global mean):
 * :func:`n_mpjpe` -- MPJPE after the optimal uniform scale only.
 * :func:`mpjve`, :func:`acceleration_error` -- errors of first / second time differences.
 
-Aggregation for the MotionBERT protocol (reference A9; see :func:`evaluate_frames`): clips whose
+Aggregation for the MotionBERT protocol (its ``train.py`` evaluation; docs/protocols.md; see :func:`evaluate_frames`): clips whose
 first frame belongs to a blocked sequence are skipped, per-frame errors of overlapping clips are
 averaged per global frame, frames are pooled per action, and the score is the unweighted mean
 of the per-action means. Coverage is tracked with an explicit count, so a frame whose error is
-exactly 0 still counts (the reference treats error 0 as "not covered", bug G2.12).
+exactly 0 still counts (MotionBERT's evaluation treats a summed error of 0 as "not covered").
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from lib.data.h36m import sequence_id
 
-# S9 Greeting-2, SittingDown-2 and Waiting-1: known ground-truth problems (reference A9).
+# S9 Greeting-2, SittingDown-2 and Waiting-1: known ground-truth problems (MotionBERT's block list).
 BLOCK_LIST = ("s_09_act_05_subact_02", "s_09_act_10_subact_02", "s_09_act_13_subact_01")
 
 
@@ -105,7 +105,7 @@ def root_relative(pose, root: int = 0):
 
 
 # ----------------------------------------------------------------------------------------------
-# Aggregation (MotionBERT protocol, reference A9 steps 5-7)
+# Aggregation (MotionBERT protocol: block list, per-frame average, per-action mean)
 
 def accumulate_clip_errors(frame_errors_by_clip, clip_frame_indices, num_frames: int):
     """Scatter per-clip frame errors into global frame slots.
@@ -165,7 +165,7 @@ def frame_is_blocked(sources: Sequence[str], blocked=BLOCK_LIST) -> np.ndarray:
 
 def evaluate_frames(pred_mm, gt_mm, clip_indices, actions, sources, blocked=BLOCK_LIST,
                     root: int = 0, chunk: int = 256) -> dict:
-    """Score per-clip predictions with the MotionBERT protocol (reference A9 steps 5-7).
+    """Score per-clip predictions with the MotionBERT protocol (see docs/protocols.md).
 
     ``pred_mm``, ``gt_mm``: ``[num_clips, T, J, 3]`` already in mm (prediction x per-frame lambda);
     ``clip_indices``: ``[num_clips, T]`` global test-frame indices; ``actions``, ``sources``:

@@ -114,7 +114,7 @@ def build_train_loader(dataset: Dataset, cfg, rank: int, world: int, seed: int) 
 
 
 def random_flip(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
-    """Mirror each sample (input and label together) with probability 0.5 (reference A6)."""
+    """Mirror each sample (input and label together) with probability 0.5 (as MotionBERT's ``MotionDataset3D``)."""
     mask = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)[:, None, None, None]
     return torch.where(mask, flip(x), x), torch.where(mask, flip(y), y)
 
@@ -133,7 +133,7 @@ def build_optimizer(model: torch.nn.Module, cfg, pretrained=frozenset(), extra_p
 
 
 def learning_rate(cfg, epoch: int) -> float:
-    """Base learning rate of ``epoch``: ``learning_rate x lr_decay ** epoch`` (reference C2)."""
+    """Base learning rate of ``epoch``: ``learning_rate x lr_decay ** epoch`` (MotionBERT's schedule)."""
     return cfg.learning_rate * cfg.lr_decay ** epoch
 
 

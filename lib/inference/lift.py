@@ -1,6 +1,6 @@
 """Lift the normalised 2D keypoints of a whole video to 3D with a clip model (at most maxlen frames).
 
-Coordinates (the training contract, reference A2): ``x_n = 2x/w - 1``, ``y_n = 2y/w - h/w``
+Coordinates (the training contract, MotionBERT's H36M normalisation): ``x_n = 2x/w - 1``, ``y_n = 2y/w - h/w``
 (pixels divided by half the image *width*, origin at the image centre), confidence unchanged;
 the 3D output uses the same units with ``z_n = 2z/w``.
 
@@ -11,8 +11,8 @@ prediction is the mean over the windows that cover it, so no frame is dropped.
 
 Root handling: a static (``rootrel``) model predicts root-relative poses; its root is set to 0.
 A global (``rootrel`` False) model predicts the root's image-plane x, y and its depth relative to
-the first frame *of its window* (reference A8). To keep one depth trajectory over the video (not
-reset per window, reference G2.13), each window's z is shifted by the mean difference of the root
+the first frame *of its window* (MotionBERT's global target). To keep one depth trajectory over the video (not
+reset per window, as MotionBERT's ``infer_wild.py`` does), each window's z is shifted by the mean difference of the root
 depth over the frames it shares with the windows before it; finally z is offset so that the root
 depth of frame 0 is 0.
 """
@@ -117,7 +117,7 @@ def stitch(preds: np.ndarray, starts: list[int], num_frames: int, align_depth: b
 
 
 def finish_root(pred: np.ndarray, rootrel: bool) -> np.ndarray:
-    """Static model: root at the origin. Global model: root depth 0 at frame 0 (reference F2)."""
+    """Static model: root at the origin. Global model: root depth 0 at frame 0."""
     pred = pred.copy()
     if rootrel:
         pred[:, 0, :] = 0

@@ -3,7 +3,7 @@
 Both panels take normalised coordinates (``lib.inference.lift``): the 2D panel shows the image area
 ``x in [-1, 1]``, ``y in [-h/w, h/w]`` with y pointing down as in the image; the 3D panel shows
 x to the right, depth z into the screen and -y up. Left limbs are dark blue, right limbs light
-blue, the spine and head a middle blue (MotionBERT's colours, reference F2).
+blue, the spine and head a middle blue (MotionBERT's ``vis.py`` colours).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Feature distillation from a DSTformer teacher into a smaller DSTformer student (reference D).
+"""Feature distillation from a DSTformer teacher into a smaller DSTformer student (EHGFormer's
+``train_distill.py`` recipe).
 
 The distiller owns everything that is trained besides the student, never the teacher:
 
@@ -11,8 +12,8 @@ The distiller owns everything that is trained besides the student, never the tea
 Features are the fused per-layer tokens ``[N, T, J, C]`` of ``DSTformer.forward_with_extras``.
 Every term is a *normalised* squared error (see :func:`normalised_mse`): 0 when the student
 reproduces the teacher exactly, 1 when it predicts zeros, independent of the teacher's feature
-scale, of the clip length and of the batch size. (The reference sums squared errors and divides
-by N*T, then weights the sum by 1e-6; docs/distillation.md compares the two.)
+scale, of the clip length and of the batch size. (EHGFormer's ``loss_distill.py`` sums squared
+errors and divides by N*T, then weights the sum by 1e-6; docs/distillation.md compares the two.)
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DSTformer (MotionBERT, reference B1) and its hypergraph-biased variant (Pose3D version 2).
+"""DSTformer (MotionBERT's ``DSTformer.py``) and its hypergraph-biased variant (Pose3D version 2).
 
 Version 1 is MotionBERT's DSTformer with the same parameter names, shapes and initialisation, so
 MotionBERT checkpoints (``model_pos``) load and reproduce its outputs. Version 2 keeps that
@@ -43,7 +43,7 @@ class DSTformerConfig:
     hyper_relation_bias: str = "uniform"          # version 2: 'none' or 'uniform'
     joint_label: Sequence[int] | None = None      # version 2: hyperedge id of each joint
     # eps of every LayerNorm: 1e-6 as MotionBERT's load_backbone and EHGFormer's blocks build them
-    # (reference B1, B3); Pose3D checkpoints saved before this field existed used 1e-5.
+    # (MotionBERT's ``load_backbone``, EHGFormer's MixSTE2 blocks); Pose3D checkpoints saved before this field existed used 1e-5.
     layernorm_eps: float = 1e-6
 
 
@@ -53,6 +53,12 @@ class Block(nn.Module):
     Tokens are ``[N, T, J, C]``. Spatial attention runs over the J joints of each frame, temporal
     attention over the T frames of each joint. ``num_edges > 0`` makes the spatial attention a
     :class:`HypergraphAttention` (version 2).
+
+    Args:
+        cfg: the model's sizes, dropout and LayerNorm eps.
+        order: ``'st'`` (spatial then temporal) or ``'ts'``.
+        drop_path: stochastic-depth rate of this layer.
+        num_edges: hyperedges of the partition (0 = plain spatial attention, version 1).
     """
 
     def __init__(self, cfg: DSTformerConfig, order: str, drop_path: float, num_edges: int = 0):
@@ -111,6 +117,18 @@ class DSTformer(nn.Module):
         (``tanh`` of ``pre_logits.fc``), as MotionBERT does.
 
     :meth:`forward_with_extras` also returns per-layer features and, on request, attention maps.
+
+    Args:
+        config: every construction argument (:class:`DSTformerConfig`); checkpoints store it as
+            ``model_args`` so a model is rebuilt exactly.
+
+    Example::
+
+        >>> model = DSTformer(DSTformerConfig(dim_feat=64, dim_rep=128, depth=2, num_heads=4, maxlen=27))
+        >>> model(torch.zeros(2, 27, 17, 3)).shape                 # [N, T, J, dim_out]
+        torch.Size([2, 27, 17, 3])
+        >>> model(torch.zeros(2, 27, 17, 3), return_rep=True).shape
+        torch.Size([2, 27, 17, 128])
     """
 
     def __init__(self, config: DSTformerConfig):

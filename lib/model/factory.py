@@ -25,7 +25,7 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 ARCH_KEYS = ("version", "dim_feat", "dim_rep", "depth", "num_heads", "mlp_ratio", "maxlen",
              "no_conf", "joint_label")
 STATE_DICT_KEYS = ("model_pos", "model", "state_dict")
-DEFAULT_LAYERNORM_EPS = 1e-6     # MotionBERT's load_backbone and EHGFormer's blocks (reference B1, B3)
+DEFAULT_LAYERNORM_EPS = 1e-6     # MotionBERT's load_backbone and EHGFormer's blocks
 LEGACY_LAYERNORM_EPS = 1e-5      # Pose3D checkpoints saved before the config had layernorm_eps
 MOTIONBERT_LAYERNORM_EPS = 1e-6  # every released MotionBERT checkpoint
 EPS_ORIGINS = {

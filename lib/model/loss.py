@@ -1,4 +1,4 @@
-"""Training losses (reference C1) on torch tensors ``[N, T, 17, 3]`` in normalised units.
+"""Training losses (MotionBERT's and EHGFormer's ``loss.py``) on torch tensors ``[N, T, 17, 3]`` in normalised units.
 
 Every loss returns a scalar tensor averaged as its docstring says. They run on any device, use
 no Python loops over frames or joints, and compute in the dtype of their inputs (bf16 under

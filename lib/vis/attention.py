@@ -40,7 +40,7 @@ from lib.engine.evaluator import reader_from_config
 
 STREAMS = ("st", "ts")
 STREAM_NAMES = {"st": "st stream (spatial->temporal)", "ts": "ts stream (temporal->spatial)"}
-# Names of the body parts of the partitions in hyper_config/method2 (reference B5).
+# Names of the body parts of the partitions in hyper_config/method2 (EHGFormer's manual partitions).
 PART_NAMES = {
     (0, 1, 1, 1, 2, 2, 2, 0, 0, 3, 3, 4, 4, 4, 5, 5, 5):
         ("torso", "right leg", "left leg", "head", "left arm", "right arm"),

@@ -4,7 +4,7 @@ Every timing is read against this machine's measured fp32 matrix-multiply peak (
 matmul timed here), and the comparisons are ratios measured within one run (interleaved
 repetitions, medians), so they survive a noisy or shared machine better than absolute numbers.
 
-    python tools/bench/benchmark.py --config configs/pose3d/MB_ft_h36m_global_lite.yaml \\
+    python tools/bench/benchmark.py --config configs/pose3d/train_h36m_small_global.yaml \\
         --hyper_cfg hyper_config/method2/manual_joint_label1.yaml --clip_len 81 --batch 2
     python tools/bench/benchmark.py --dim_feat 256 --mlp_ratio 4 --clip_len 81 --batch 2 --mode all
 

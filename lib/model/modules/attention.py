@@ -63,7 +63,14 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
 
 
 class Attention(nn.Module):
-    """Plain multi-head self-attention (MotionBERT ``Attention``, names ``proj`` and ``qkv``)."""
+    """Plain multi-head self-attention (MotionBERT ``Attention``, names ``proj`` and ``qkv``).
+
+    Args:
+        dim: token width ``C``; must be divisible by ``num_heads``.
+        num_heads: number of heads ``H`` (head size ``C / H``).
+        qkv_bias: whether the ``qkv`` projection has a bias.
+        proj_drop: dropout after the output projection.
+    """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, proj_drop: float = 0.0):
         super().__init__()

@@ -1,4 +1,4 @@
-"""Hypergraph-biased spatial attention (Pose3D version 2, after EHGFormer, reference B4-B6).
+"""Hypergraph-biased spatial attention (Pose3D version 2, after EHGFormer's HyperAttention).
 
 Notation, per frame: joint tokens ``x [J, C]`` (``J = 17``, already layer-normed), ``H`` heads of
 size ``d = C / H``, a partition of the joints into ``E`` hyperedges given by ``joint_label [J]``.
@@ -21,8 +21,8 @@ size ``d = C / H``, a partition of the joints into ``E`` hyperedges given by ``j
   and the attention stays a single fused ``scaled_dot_product_attention`` call.
 
 Deviations from EHGFormer (documented in docs/model.md): the joint-to-hyperedge term follows the
-*intended* semantics (joint i attends to hyperedge features) instead of the reference's scrambled
-channel-first reshape (B6); it shares one softmax with the joint-joint term instead of a separate
+*intended* semantics (joint i attends to hyperedge features) instead of EHGFormer's code, whose
+reshape reads ``[B, J, C]`` as channel-first and mixes joints with channels; it shares one softmax with the joint-joint term instead of a separate
 hyper block with its own MLP, so the backbone and its parameter names stay those of version 1;
 ``w1`` is a per-head per-hyperedge bias instead of a per-head vector dotted with the hyperedge
 feature; the adjacency has no spurious pelvis-right-wrist edge; partitions are buffers.

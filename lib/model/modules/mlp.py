@@ -6,7 +6,13 @@ from torch import nn
 
 
 class Mlp(nn.Module):
-    """``fc2(drop(gelu(fc1(x))))`` followed by dropout, applied to the last dimension."""
+    """``fc2(drop(gelu(fc1(x))))`` followed by dropout, applied to the last dimension.
+
+    Args:
+        dim: input and output width.
+        hidden_dim: width of the hidden layer (``mlp_ratio x dim`` in DSTformer).
+        dropout: dropout after the activation and after ``fc2``.
+    """
 
     def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0):
         super().__init__()
