@@ -29,7 +29,8 @@ def clips(tmp_path):
 
 
 def cfg_for(tmp_path, store="auto", gt_2d=False):
-    return EasyDict(data_root=str(tmp_path / "data"), subset_list=["SUB"], clip_store=store, gt_2d=gt_2d)
+    return EasyDict(data_root=str(tmp_path / "data"), subset_list=["SUB"], clip_store=store, gt_2d=gt_2d,
+                    random_cameras=False)
 
 
 def convert(tmp_path, out, **kw):

@@ -21,16 +21,24 @@ import os
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from lib.data.clip_store import choose_store, clip_files, open_array_clips, read_pickle_clip
 from lib.data.codec import PoseCodec
 from lib.errors import DataError
 
 
-def make_dataset(cfg, split: str) -> Dataset:
+def make_dataset(cfg, split: str, reader=None) -> Dataset:
     """The Dataset of ``split`` for a config: store from ``cfg.clip_store`` ('auto', 'pkl' or
-    'npy'; auto = the fast store when present and valid, else the per-clip pickles)."""
+    'npy'; auto = the fast store when present and valid, else the per-clip pickles); with
+    ``random_cameras`` the training split is the source's world joints seen by random cameras
+    (``lib.data.synthetic.views``; ``reader``: the config's source reader, read if not given)."""
+    if cfg.random_cameras and split == "train":
+        from lib.data.h36m import DataReaderH36M
+        from lib.data.synthetic.views import RandomCameraDataset
+        reader = reader or DataReaderH36M(cfg.clip_len, cfg.sample_stride, cfg.data_stride, cfg.clip_len,
+                                          cfg.dt_root, cfg.dt_file)
+        return RandomCameraDataset(reader, gt_2d=bool(cfg.gt_2d))
     folders = [os.path.join(cfg.data_root, subset) for subset in cfg.subset_list]
     store = choose_store(folders, split, cfg.get("clip_store", "auto"))
     cls = ArrayClipDataset if store == "npy" else MotionDataset3D
@@ -94,6 +102,14 @@ class ArrayClipDataset(Dataset):
         part = int(np.searchsorted(self.offsets, index, side="right")) - 1
         clip = torch.from_numpy(np.array(self.arrays()[part][index - self.offsets[part]]))  # one copy
         return self.codec.encode_input(clip[0], clip[1]).contiguous(), clip[1]
+
+
+def set_dataset_epoch(dataset: Dataset, epoch: int, seed: int) -> None:
+    """Tell a Dataset that draws per epoch (random cameras) which epoch it is; others ignore it."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch, seed)
 
 
 def to_model_io(data_input: np.ndarray, data_label: np.ndarray, codec: PoseCodec):

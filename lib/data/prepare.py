@@ -206,6 +206,7 @@ def ensure_source(cfg) -> str:
     from lib.data.synthetic import write_synthetic_h36m
     print(f"{path} not found: generating synthetic H36M-format data (size '{cfg.synthetic_data}') ...")
     t0 = time.time()
-    write_synthetic_h36m(path, seed=0, size=cfg.synthetic_data)
+    write_synthetic_h36m(path, seed=0, size=cfg.synthetic_data, geometric=cfg.synthetic_geometric,
+                         world=cfg.random_cameras)
     print(f"  done in {time.time() - t0:.1f} s")
     return path

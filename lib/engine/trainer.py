@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
 from lib.data.codec import PoseCodec
-from lib.data.dataset import make_dataset
+from lib.data.dataset import make_dataset, set_dataset_epoch
 from lib.data.h36m import DataReaderH36M
 from lib.data.skeleton import flip
 from lib.data.splits import train_clip_sequences, validation_sequences
@@ -73,9 +73,9 @@ class RunData:
 
 def build_run_data(cfg, rank: int = 0, world: int = 1, seed: int = 0, evaluate: bool = True) -> RunData:
     """Loader over the training clips minus the validation sequences, and the scorers."""
-    dataset = make_dataset(cfg, "train")
-    needs_source = evaluate or cfg.get("select_on", "val") == "val"
+    needs_source = evaluate or cfg.get("select_on", "val") == "val" or cfg.random_cameras
     reader = source_reader(cfg) if needs_source else None
+    dataset = make_dataset(cfg, "train", reader)
     held_out = validation_sequences(reader.strided("train", "source"), cfg) if reader else set()
     if held_out:
         dataset = Subset(dataset, training_clips(dataset, reader, held_out, cfg))
@@ -108,7 +108,8 @@ def build_train_loader(dataset: Dataset, cfg, rank: int, world: int, seed: int) 
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
     workers = cfg.num_workers
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+                      pin_memory=torch.cuda.is_available(),
+                      persistent_workers=workers > 0 and not cfg.random_cameras,  # new cameras per epoch
                       generator=torch.Generator().manual_seed(seed),
                       prefetch_factor=4 if workers > 0 else None)
 
@@ -289,6 +290,7 @@ class Trainer:
         """One pass over the training clips; returns the sample-weighted mean of each loss term."""
         self.model.train()
         self.loader.sampler.set_epoch(epoch)
+        set_dataset_epoch(self.loader.dataset, epoch, self.seed)
         coin = torch.Generator().manual_seed(self.seed * 100_003 + epoch * 101 + self.rank)
         sums, count = {}, 0
         limit = self.cfg.max_iters_per_epoch or len(self.loader)

@@ -34,14 +34,20 @@ ANGLE_LIMITS_DEG = {
 }
 LIMIT_MARGIN_DEG = 12.0  # angles within this of a limit are compressed (smooth, C1)
 HAMSTRING_DEG = (80.0, 0.8)  # joint limit: hip flexion <= 80 + 0.8 * knee flexion (straight leg)
+# Joint limit of the thigh against the trunk: hip flexion + TRUNK_SHARE x spine flexion (the part
+# of the spine's bend that tilts the pelvis-to-thorax line) stays in this range (degrees).
+TRUNK_THIGH_DEG, TRUNK_SHARE = (-28.0, 150.0), 0.75
 
 
-def random_body(rng: np.random.Generator) -> dict[str, float]:
-    """Bone lengths (mm) of a random adult: stature x per-group proportion x per-bone jitter."""
-    stature = 1.0 + np.clip(rng.normal(0, STATURE_STD), -STATURE_CLIP, STATURE_CLIP)
+def random_body(rng: np.random.Generator, spread: float = 1.0) -> dict[str, float]:
+    """Bone lengths (mm) of a random adult: stature x per-group proportion x per-bone jitter;
+    ``spread`` multiplies the std and clip of every proportion and sqrt(spread) those of the
+    stature (the geometric sequences use a wider range: :data:`geometric.BODY_SPREAD`)."""
+    tall = np.sqrt(spread)
+    stature = 1.0 + np.clip(rng.normal(0, STATURE_STD * tall), -STATURE_CLIP * tall, STATURE_CLIP * tall)
     bones = {k: v * stature for k, v in BONE_MM.items()}
     for names, std, clip in BONE_GROUPS.values():
-        factor = 1.0 + np.clip(rng.normal(0, std), -clip, clip)
+        factor = 1.0 + np.clip(rng.normal(0, std * spread), -clip * spread, clip * spread)
         for name in names:
             bones[name] *= factor
     jitter = 1.0 + np.clip(rng.normal(0, 0.015, len(bones)), -0.04, 0.04)
@@ -68,7 +74,7 @@ def _soft_clip(x: np.ndarray, lo: float, hi: float, margin: float) -> np.ndarray
 
 def limit_angles(angles: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Angles (rad) moved smoothly inside :data:`ANGLE_LIMITS_DEG`, with the straight-leg limit
-    on hip flexion; ``yaw``, ``pitch`` and ``roll`` (the pelvis in the world) are unlimited."""
+    and the thigh-against-trunk limit (:data:`TRUNK_THIGH_DEG`) on hip flexion; ``yaw``, ``pitch`` and ``roll`` (the pelvis in the world) are unlimited."""
     out = dict(angles)
     m = LIMIT_MARGIN_DEG * _DEG
     for name, value in angles.items():
@@ -76,10 +82,13 @@ def limit_angles(angles: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if base in ANGLE_LIMITS_DEG:
             lo, hi = ANGLE_LIMITS_DEG[base]
             out[name] = _soft_clip(value, lo * _DEG, hi * _DEG, m)
+    trunk = TRUNK_SHARE * out['spine_flex'] if 'spine_flex' in out else 0.0
     for side in 'lr':
         top = (HAMSTRING_DEG[0] + HAMSTRING_DEG[1] * np.degrees(out[f'knee_{side}'])) * _DEG
         over = np.maximum(out[f'hip_flex_{side}'] - (top - m), 0.0)
         out[f'hip_flex_{side}'] = out[f'hip_flex_{side}'] - over + m * np.tanh(over / m)
+        lo, hi = TRUNK_THIGH_DEG
+        out[f'hip_flex_{side}'] = _soft_clip(out[f'hip_flex_{side}'] + trunk, lo * _DEG, hi * _DEG, m) - trunk
     return out
 
 

@@ -7,15 +7,19 @@ from lib.data import camera as cam
 from lib.data.synthetic.noise import detector_failures, detector_noise
 
 
-def image_space(x_cam: np.ndarray, camera) -> tuple[np.ndarray, np.ndarray]:
-    """Camera-space joints [T, 17, 3] (mm) -> (joint3d_image [T, 17, 3], lambda [T]).
-
-    ``joint3d_image``: x, y = undistorted pixel projection; z = (Z - Z_root) / lambda, with
-    ``lambda = Z_root / f`` in mm per pixel and f the camera's mean focal length (pixels).
-    """
-    factor = x_cam[:, 0, 2] / cam.focal_length(camera)
+def depth_image(x_cam: np.ndarray, pixels: np.ndarray, focal: float) -> tuple[np.ndarray, np.ndarray]:
+    """The 2.5D convention: camera-space joints [T, 17, 3] (mm) and their pixels [T, 17, 2] ->
+    (joint3d_image [T, 17, 3], lambda [T]): x, y = ``pixels``; z = (Z - Z_root) / lambda, with
+    ``lambda = Z_root / focal`` in mm per pixel (``focal``: the mean focal length, pixels)."""
+    factor = x_cam[:, 0, 2] / focal
     depth = (x_cam[..., 2] - x_cam[:, :1, 2]) / factor[:, None]
-    return np.concatenate([cam.camera_to_pixel(x_cam, camera), depth[..., None]], -1), factor
+    return np.concatenate([pixels, depth[..., None]], -1), factor
+
+
+def image_space(x_cam: np.ndarray, camera) -> tuple[np.ndarray, np.ndarray]:
+    """Camera-space joints [T, 17, 3] (mm) seen by an H36M camera -> (joint3d_image, lambda) of
+    :func:`depth_image` with the undistorted pixel projection."""
+    return depth_image(x_cam, cam.camera_to_pixel(x_cam, camera), cam.focal_length(camera))
 
 
 def vary_placement(world: np.ndarray, centre: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -5,7 +5,7 @@ import numpy as np
 
 FPS = 50
 _DEG = np.pi / 180.0
-_RNG_TAG_BONES, _RNG_TAG_MOTION, _RNG_TAG_NOISE, _RNG_TAG_LENGTH = 11, 12, 13, 14
+_RNG_TAG_BONES, _RNG_TAG_MOTION, _RNG_TAG_NOISE, _RNG_TAG_LENGTH, _RNG_TAG_GEOMETRIC = 11, 12, 13, 14, 15
 
 
 def _rng(seed: int, *ids: int) -> np.random.Generator:

@@ -11,7 +11,9 @@ from lib.data import camera as cam
 from lib.data.skeleton import NUM_JOINTS
 from lib.data.synthetic.body import random_body, subject_bones
 from lib.data.synthetic.cameras import _video
-from lib.data.synthetic.common import _RNG_TAG_BONES, _RNG_TAG_LENGTH, _RNG_TAG_MOTION, _RNG_TAG_NOISE, _rng
+from lib.data.synthetic.common import (_RNG_TAG_BONES, _RNG_TAG_GEOMETRIC, _RNG_TAG_LENGTH, _RNG_TAG_MOTION,
+                                       _RNG_TAG_NOISE, _rng)
+from lib.data.synthetic.geometric import BODY_SPREAD, geometric_motion
 from lib.data.synthetic.motions import synthesize_motion
 from lib.io import write_pickle
 
@@ -31,6 +33,7 @@ SIZES = {'tiny': 128, 'small': 200, 'default': 600}
 # the scene moved against each camera (``cameras.vary_placement``); their test split stays plain.
 VARIED_SIZES = ('default',)
 LENGTH_JITTER = 0.15  # small/default: video length varies by +-15 % per sequence
+GEOMETRIC_ACTION = 'Geometric'  # train 'action' of a sequence replaced by a geometric one
 
 
 def source_id(subject: int, action: int, subaction: int, camera: int) -> str:
@@ -82,41 +85,56 @@ def _subject_number(subject) -> int:
 _EMPTY_SHAPES = {'joint_2d': (0, NUM_JOINTS, 2), 'confidence': (0, NUM_JOINTS, 1), '2.5d_factor': (0,)}
 
 
-def _split(seed, size, frames_per_video, subjects, actions, cameras, test: bool, debug: bool):
+def is_geometric(seed: int, subject: int, action: int, sub: int, share: float) -> bool:
+    """Whether this training sequence is replaced by a geometric one (a share ``share`` of them)."""
+    return share > 0 and _rng(seed, _RNG_TAG_GEOMETRIC, subject, action, sub).random() < share
+
+
+def _split(seed, size, frames_per_video, subjects, actions, cameras, test: bool, debug: bool,
+           geometric: float = 0.0, world: bool = False):
     """All videos of some subjects, concatenated in source order, in MotionBERT's schema."""
     keys = ['joint_2d', 'confidence', 'joint3d_image']
     keys += ['joints_2.5d_image', '2.5d_factor'] if test else []
-    keys += ['joint3d_camera', 'joint3d_world'] if debug else []
+    keys += ['joint3d_camera', 'joint3d_world'] if debug else ['joint3d_world'] if world and not test else []
     arrays = {k: [np.zeros(_EMPTY_SHAPES.get(k, (0, NUM_JOINTS, 3)), np.float32)] for k in keys}
     names = {'camera_name': [], 'source': [], 'action': []}
     varied = size in VARIED_SIZES and not test
     for subject in subjects:
         for action in actions:
             for sub in SUBACTIONS:
-                bones = (random_body(_rng(seed, _RNG_TAG_BONES, subject, action, sub)) if varied
-                         else subject_bones(seed, subject))
+                geo = not test and is_geometric(seed, subject, action, sub, geometric)
+                bones = (random_body(_rng(seed, _RNG_TAG_BONES, subject, action, sub), BODY_SPREAD if geo else 1.0)
+                         if varied or geo else subject_bones(seed, subject))
                 n = _frames(seed, size, frames_per_video, (subject, action, sub))
                 motion_rng = _rng(seed, _RNG_TAG_MOTION, subject, action, sub)
-                world = synthesize_motion(ACTIONS[action], n, motion_rng, bones)
+                motion = (geometric_motion(n, motion_rng, bones) if geo
+                          else synthesize_motion(ACTIONS[action], n, motion_rng, bones))
                 for camera in cameras:
                     noise_rng = _rng(seed, _RNG_TAG_NOISE, subject, action, sub, camera)
-                    video = _video(world, subject, camera, noise_rng, placement=varied)
+                    video = _video(motion, subject, camera, noise_rng, placement=varied)
                     for key in keys:
                         arrays[key].append(video[key].astype(np.float32))
                     names['camera_name'] += [cam.CAMERA_IDS[camera - 1]] * n
                     names['source'] += [source_id(subject, action, sub, camera)] * n
-                    names['action'] += [ACTIONS[action]] * n
+                    names['action'] += [GEOMETRIC_ACTION if geo else ACTIONS[action]] * n
     return {**{k: np.concatenate(v) for k, v in arrays.items()}, **names}
 
 
 def make_synthetic_h36m(seed: int = 0, size: str = 'default', frames_per_video: Optional[int] = None,
-                        subjects=None, actions=None, cameras=None, debug: bool = False) -> dict:
+                        subjects=None, actions=None, cameras=None, debug: bool = False,
+                        geometric: float = 0.0, world: bool = False) -> dict:
     """Build the synthetic source dict ``{'train': {...}, 'test': {...}}`` (schema: module doc).
 
     ``subjects`` (9, 'S9'), ``actions`` (5, 'Greeting') and ``cameras`` (1..4 or id strings)
     restrict the output; a video's content does not depend on what else is generated.
-    ``debug=True`` adds ``joint3d_camera`` and ``joint3d_world`` (float32 [Nf, 17, 3], mm).
+    ``debug=True`` adds ``joint3d_camera`` and ``joint3d_world`` (float32 [Nf, 17, 3], mm);
+    ``world=True`` adds ``joint3d_world`` to the train split only (what training through random
+    cameras projects, ``lib.data.synthetic.views``). ``geometric``: the share of training
+    sequences replaced by geometric ones (``geometric.py``; train ``action`` 'Geometric'); the
+    test split never has them.
     """
+    if not 0.0 <= float(geometric) <= 1.0:
+        raise ValueError(f"geometric must be a share in [0, 1], got {geometric}")
     if int(seed) < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     subjects = _select(subjects, TRAIN_SUBJECTS + TEST_SUBJECTS, _subject_number)
@@ -125,7 +143,7 @@ def make_synthetic_h36m(seed: int = 0, size: str = 'default', frames_per_video: 
     args = (seed, size, frames_per_video)
     return {
         'train': _split(*args, [s for s in subjects if s in TRAIN_SUBJECTS], actions, cameras,
-                        test=False, debug=debug),
+                        test=False, debug=debug, geometric=float(geometric), world=world),
         'test': _split(*args, [s for s in subjects if s in TEST_SUBJECTS], actions, cameras,
                        test=True, debug=debug),
     }
