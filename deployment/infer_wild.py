@@ -10,20 +10,20 @@
         --version 2 --hyper_cfg hyper_config/method2/manual_joint_label1.yaml --out out/video_3d.npy
 
 Writes ``[T, 17, 3]`` H36M-17 joints, one pose per video frame (normalised units, or pixels
-with ``--pixel``), and optionally renders the 3D skeleton beside the 2D input.
+with ``--pixel``), and optionally renders the 3D skeleton beside the 2D input (``--render``) and
+writes a BVH animation (``--bvh``).
 """
 import os
 
 import numpy as np
 
-from lib.config.cli import base_parser, resolve_config
+from lib.config.cli import base_parser
 from lib.data.keypoint_files import load_track
 from lib.data.keypoints import FORMATS, guess_format, to_h36m
 from lib.data.normalize import normalize_2d
 from lib.errors import InputFileError, entry_point
-from lib.inference.lift import OnnxRunner, TorchRunner, lift, to_pixels
-from lib.io import check_output_path, save_npy
-from lib.model.factory import load_model
+from lib.inference.lift import lift
+from lib.inference.session import add_model_args, add_output_args, check_outputs, make_runner, write_results
 
 
 class InputError(InputFileError):
@@ -40,14 +40,10 @@ def parse_args(argv=None):
     parser.add_argument("--height", type=float, default=None, help="image height in pixels")
     parser.add_argument("--num_frames", type=int, default=None,
                         help="video length, when the person is missing from its last frames")
-    parser.add_argument("-m", "--model", required=True, help="exported .onnx, or a checkpoint (needs --config)")
     parser.add_argument("-o", "--out", default=None, help="output .npy (default: <input>_pose3d.npy)")
-    parser.add_argument("--pixel", action="store_true", help="write pixels instead of normalised units")
-    parser.add_argument("--render", default=None, help="also render a video: .mp4 (ffmpeg) or .gif")
-    parser.add_argument("--fps", type=float, default=25, help="frame rate of the rendered video")
-    parser.add_argument("--overlap", type=int, default=None, help="frames shared by windows (default maxlen // 3)")
-    parser.add_argument("--no_flip", action="store_true", help="skip flip test-time augmentation")
-    parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0 = all cores)")
+    parser.add_argument("--fps", type=float, default=25, help="frame rate of the keypoints (rendering, BVH frame time)")
+    add_model_args(parser)
+    add_output_args(parser)
     return parser.parse_args(argv)
 
 
@@ -79,36 +75,14 @@ def read_pose2d(args) -> tuple[np.ndarray, tuple]:
     return normalize_2d(pose, width, height), (width, height)
 
 
-def make_runner(args):
-    """``(runner, maxlen, rootrel)`` of an .onnx (metadata or --config) or a checkpoint (--config)."""
-    if args.model.endswith(".onnx"):
-        runner = OnnxRunner(args.model, args.threads)
-        if args.config:
-            cfg = resolve_config(args)
-            return runner, cfg.maxlen, bool(cfg.rootrel)
-        if "maxlen" not in runner.metadata:
-            raise InputError(f"{args.model} has no Pose3D metadata (maxlen, rootrel): pass the model's --config")
-        return runner, int(runner.metadata["maxlen"]), runner.metadata["rootrel"] == "True"
-    if not args.config:
-        raise InputError("a checkpoint needs the model's --config (and --version/--hyper_cfg as in training)")
-    cfg = resolve_config(args)
-    model = load_model(cfg, args.model)
-    return TorchRunner(model, 2 if cfg.no_conf else 3), cfg.maxlen, bool(cfg.rootrel)
-
-
 def run(args) -> str:
     out = args.out or os.path.splitext(args.input)[0] + "_pose3d.npy"
-    check_output_path(out)                          # before the work, not after it
-    pose2d, (width, height) = read_pose2d(args)
+    check_outputs(args, out)                        # before the work, not after it
+    pose2d, size = read_pose2d(args)
     runner, maxlen, rootrel = make_runner(args)
     overlap = maxlen // 3 if args.overlap is None else args.overlap
     pose3d = lift(pose2d, runner, maxlen, rootrel, overlap, flip_tta=not args.no_flip)
-    save_npy(out, to_pixels(pose3d, width, height, rootrel) if args.pixel else pose3d)
-    units = "pixels" if args.pixel else "normalised units"
-    print(f"wrote {out}: {pose3d.shape} ({'root-relative' if rootrel else 'global'}, {units})")
-    if args.render:
-        from lib.inference.render import render
-        print(f"rendered {render(pose3d, pose2d, args.render, height / width, args.fps)}")
+    write_results(args, out, pose3d, pose2d, size, rootrel, args.fps)
     return out
 
 

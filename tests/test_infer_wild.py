@@ -145,3 +145,16 @@ def test_cli_errors_are_clear(tiny_onnx, tmp_path, capsys, extra, message):
         infer_wild.main(args)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_writes_a_bvh_with_the_frame_rate(tiny_onnx, tmp_path, capsys):
+    from lib.inference.bvh import forward_kinematics, read_bvh
+    onnx_path, _ = tiny_onnx
+    out, path = tmp_path / "out.npy", tmp_path / "anim.bvh"
+    args = ["--input", coco_json(tmp_path / "kp.json", frames=12), "--width", "640", "--height", "480",
+            "--model", onnx_path, "--out", str(out), "--bvh", str(path), "--fps", "30", "--bvh_up", "z"]
+    assert infer_wild.main(args) == 0
+    motion = read_bvh(path.read_text())
+    assert len(motion.root) == 12 and motion.frame_time == pytest.approx(1 / 30)
+    assert np.isfinite(forward_kinematics(motion)).all()
+    assert "Z-up" in capsys.readouterr().out
