@@ -16,7 +16,7 @@ import yaml
 
 import train
 from lib.config.schema import load_config, to_plain
-from lib.engine.checkpoint import save_checkpoint
+from lib.io import save_torch
 from lib.model.factory import build_model
 
 # Tests use tiny tensors: one intra-op thread is fastest and avoids oversubscribing CI's 2 cores.
@@ -84,7 +84,7 @@ def make_tiny_checkpoint(folder, version=1, rootrel=True, perturb=jitter, ckpt=N
     model = build_model(cfg, verbose=False)
     perturb(model)
     path = str(ckpt or folder / f"tiny_v{version}.bin")
-    save_checkpoint(path, {"model_pos": model.state_dict(), "config": to_plain(cfg)})
+    save_torch(path, {"model_pos": model.state_dict(), "config": to_plain(cfg)})   # a weights-only Pose3D file
     return flags + ["--evaluate", path], model.eval()
 
 

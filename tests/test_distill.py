@@ -8,7 +8,8 @@ import train
 import train_distill
 from lib.model.distiller import Distiller, normalised_mse
 from lib.model.factory import build_model, tensor_differences
-from lib.engine.checkpoint import load_checkpoint
+from lib.io import load_checkpoint
+from lib.model.checkpoint import read_checkpoint
 from lib.config.schema import load_config
 from lib.engine.distill import DistillTrainer
 from conftest import write_tiny_config, write_yaml
@@ -91,19 +92,19 @@ def test_tiny_distillation_lowers_loss_and_saves_distiller(setup_dir, tmp_path, 
                         "--distill_cfg", distill_config(setup_dir), "--set", "epochs=3", "--set", "eval_frequency=3"])
     losses = [float(v) for v in re.findall(r"\] .* loss (\S+)", capsys.readouterr().out)]
     assert len(losses) == 3 and losses[-1] < losses[0]
-    state = load_checkpoint(str(ckpt / "latest_epoch.bin"))
-    assert state["epoch"] == 3 and set(state["extra"]) == {"distiller"}
-    assert "mask_token" in state["extra"]["distiller"] and "align.0.weight" in state["extra"]["distiller"]
+    state = read_checkpoint(str(ckpt / "latest_epoch.bin"))
+    assert state.run.epoch == 3 and set(state.extra) == {"distiller"}
+    assert "mask_token" in state.extra["distiller"] and "align.0.weight" in state.extra["distiller"]
     assert (ckpt / "best_epoch.bin").is_file()
     model = build_model(load_config(student_config(setup_dir)), verbose=False)
-    model.load_state_dict(state["model_pos"])                 # the student alone, as evaluate.py loads it
+    model.load_state_dict(state.model_state)                 # the student alone, as evaluate.py loads it
 
 
 def test_resume_restores_the_distiller(setup_dir, tmp_path):
     args = ["--config", student_config(setup_dir), "--checkpoint", str(tmp_path / "run"),
             "--distill_cfg", distill_config(setup_dir), "--set", "no_eval=true", "--set", "max_iters_per_epoch=2"]
     train_distill.main([*args, "--set", "epochs=1"])
-    first = load_checkpoint(str(tmp_path / "run" / "latest_epoch.bin"))["extra"]["distiller"]
+    first = read_checkpoint(str(tmp_path / "run" / "latest_epoch.bin")).extra["distiller"]
     cfg = load_config(student_config(setup_dir, {"no_eval": True, "epochs": 2}), distill_cfg=distill_config(setup_dir))
     trainer = DistillTrainer(cfg, str(tmp_path / "run"))
     trainer.setup()                                           # auto-resume from latest_epoch.bin

@@ -2,8 +2,9 @@
 
 A training child (``python -c``, no hook in production code) patches one trainer function to
 SIGKILL itself at a precise point: (a) while ``latest_epoch.bin`` / ``best_epoch.bin`` is being
-written (part of the temporary file is on disk), (b) during the end-of-epoch evaluation; and
-(c) the evaluation raises once (the child ends with a traceback). The restart (``train.main``
+written (part of the temporary file is on disk), (b) during the end-of-epoch evaluation, (c)
+while ``best_epoch_results.json`` is being written (``best_epoch.bin`` already in place); and
+(d) the evaluation raises once (the child ends with a traceback). The restart (``train.main``
 with the same arguments) must give bit-identical ``latest_epoch.bin`` weights, the same
 ``best_epoch.bin`` epoch and the same best/latest results JSON as an uninterrupted run, leave no
 temporary file, and the killed run's TensorBoard event file must hold its flushed scalars.
@@ -20,7 +21,8 @@ import yaml
 import train
 from lib.data.prepare import convert_source_to_clips
 from lib.data.synthetic import write_synthetic_h36m
-from lib.io import TMP_MARK, load_checkpoint
+from lib.io import TMP_MARK
+from lib.model.checkpoint import read_checkpoint
 from lib.model.factory import tensor_differences
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,15 +46,25 @@ def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
 if mode == "save":                      # SIGKILL with part of the temporary file written
-    real_save = T.save_checkpoint
+    real_save = T.write_checkpoint
     def save(path, state):
-        if os.path.basename(path) == name and state["epoch"] == epoch:
+        if os.path.basename(path) == name and state.run.epoch == epoch:
             with io.atomic_write(path) as f:
                 f.write(b"PK\x03\x04 half a checkpoint")
                 f.flush()
                 die()
         real_save(path, state)
-    T.save_checkpoint = save
+    T.write_checkpoint = save
+elif mode == "results":                 # SIGKILL while a results file of the epoch is being written
+    real_results = T.save_results
+    def save_results(results, path):
+        if os.path.basename(path) == name and results["about"]["epoch"] == epoch:
+            with io.atomic_write(path, "w") as f:
+                f.write('{"half": ')
+                f.flush()
+                die()
+        real_results(results, path)
+    T.save_results = save_results
 else:                                   # "kill" / "raise" during the evaluation of the epoch
     real_evaluate = T.Trainer.evaluate
     def evaluate(self, e):
@@ -92,13 +104,13 @@ def run_child(mode: str, name: str, epoch: int, cfg, run) -> subprocess.Complete
 
 def outcome(run) -> dict:
     """What must match the uninterrupted run."""
-    latest, best = load_checkpoint(str(run / "latest_epoch.bin")), load_checkpoint(str(run / "best_epoch.bin"))
+    latest, best = read_checkpoint(str(run / "latest_epoch.bin")), read_checkpoint(str(run / "best_epoch.bin"))
     results = {}
     for name in ("best_epoch_results.json", "latest_epoch_results.json"):
         with open(run / name) as f:
             results[name] = json.load(f)
-    return {"weights": latest["model_pos"], "epoch": latest["epoch"], "best_epoch": best["epoch"],
-            "best_in_latest": latest["best_epoch"], "results": results}
+    return {"weights": latest.model_state, "epoch": latest.run.epoch, "best_epoch": best.run.epoch,
+            "best_in_latest": latest.run.best_epoch, "results": results}
 
 
 def assert_same(a: dict, b: dict) -> None:
@@ -114,9 +126,11 @@ def event_bytes(run) -> list[int]:
 @pytest.mark.parametrize("mode, name, epoch, killed_status", [
     ("save", "latest_epoch.bin", 2, -9),       # epoch 2's weights half written: epoch 2 is retrained
     ("save", "best_epoch.bin", EPOCHS, -9),    # the last epoch (the best) evaluated, best_epoch.bin half written
+    ("results", "best_epoch_results.json", EPOCHS, -9),   # best_epoch.bin written, its results JSON half written
     ("kill", "", 2, -9),                       # SIGKILL during epoch 2's evaluation
     ("raise", "", 2, 1),                       # the evaluation of epoch 2 raises (a bug: traceback)
-], ids=["kill-writing-latest", "kill-writing-best", "kill-evaluating", "raise-evaluating"])
+], ids=["kill-writing-latest", "kill-writing-best", "kill-writing-best-results", "kill-evaluating",
+        "raise-evaluating"])
 def test_restart_after_a_fault_ends_like_an_uninterrupted_run(setup, tmp_path, capsys, mode, name, epoch,
                                                                killed_status):
     root, cfg = setup
@@ -124,12 +138,15 @@ def test_restart_after_a_fault_ends_like_an_uninterrupted_run(setup, tmp_path, c
     child = run_child(mode, name, epoch, cfg, run)
     assert child.returncode == killed_status, child.stderr[-2000:]
     assert all(size > 0 for size in event_bytes(run)) and event_bytes(run), "TensorBoard scalars lost"
-    if mode == "save":
+    if mode == "results":
         assert glob.glob(str(run / f"{name}{TMP_MARK}*")), "the kill came before the write"
-        assert not (run / "best_epoch.bin").exists() or load_checkpoint(str(run / "best_epoch.bin"))["epoch"] < epoch
+        assert read_checkpoint(str(run / "best_epoch.bin")).run.epoch == epoch
+    elif mode == "save":
+        assert glob.glob(str(run / f"{name}{TMP_MARK}*")), "the kill came before the write"
+        assert not (run / "best_epoch.bin").exists() or read_checkpoint(str(run / "best_epoch.bin")).run.epoch < epoch
     else:                                      # the trained epoch is on disk before the evaluation ran
-        state = load_checkpoint(str(run / "latest_epoch.bin"))
-        assert state["epoch"] == epoch and state["results"] is None
+        state = read_checkpoint(str(run / "latest_epoch.bin")).run
+        assert state.epoch == epoch and state.results is None
     if mode == "raise":
         assert "Traceback" in child.stderr and "injected evaluation failure" in child.stderr
     capsys.readouterr()
@@ -140,3 +157,5 @@ def test_restart_after_a_fault_ends_like_an_uninterrupted_run(setup, tmp_path, c
     assert "Best checkpoint" in out
     if mode in ("kill", "raise"):
         assert f"Completing the evaluation of epoch {epoch}" in out
+    if mode == "results":
+        assert f"Completing best_epoch_results.json (epoch {epoch})" in out and "Completing best_epoch.bin" not in out

@@ -9,7 +9,8 @@ from easydict import EasyDict
 
 from lib.model.factory import CheckpointMismatchError, build_model, extract_state_dict, load_weights, tensor_differences
 from lib.model.pretrained import infer_architecture, load_pretrained, resize_temporal_embedding
-from lib.engine.checkpoint import load_checkpoint
+from lib.io import load_checkpoint
+from lib.model.checkpoint import read_checkpoint
 from lib.config.cli import add_training_args, base_parser, resolve_config
 from lib.errors import ConfigError
 from lib.data.codec import PoseCodec
@@ -247,7 +248,7 @@ def test_frozen_backbone_does_not_move_and_new_params_train(frozen_run):
 
 def test_resume_takes_precedence_over_pretrained(frozen_run, capsys):
     cfg, run, _, _ = frozen_run
-    saved = load_checkpoint(str(run / "latest_epoch.bin"))["model_pos"]
+    saved = read_checkpoint(str(run / "latest_epoch.bin")).model_state
     trainer = RecordingTrainer(EasyDict(cfg, epochs=2), str(run), seed=0)
     trainer.setup()                                                       # auto-resume from latest
     assert "take precedence over --pretrained" in capsys.readouterr().out

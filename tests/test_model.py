@@ -10,12 +10,13 @@ from lib.data.skeleton import NUM_JOINTS, adjacency
 from lib.model.dstformer import DSTformer, DSTformerConfig
 from lib.io import load_checkpoint
 from lib.model.factory import (CheckpointMismatchError, build_model, clean_state_dict, count_parameters,
-                               extract_state_dict, load_model, load_weights, model_config, resolve_layernorm_eps)
+                               extract_state_dict, layernorm_eps_note, load_model, load_weights, model_config)
 from lib.model.modules import Hypergraph, HypergraphAttention, relation_bias_init
-from lib.config.schema import HYPER_DEFAULTS, TRAIN_DEFAULTS, read_yaml
+from lib.config.schema import HYPER_DEFAULTS, TRAIN_DEFAULTS, read_yaml, to_plain
+from lib.model.checkpoint import Checkpoint, model_args_of, write_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMPAT = os.path.join(ROOT, "tests", "fixtures", "motionbert_tiny")   # copied from MotionBERT compat targets
+COMPAT = os.path.join(ROOT, "tests", "fixtures", "motionbert_tiny")   # made with MotionBERT's own code
 LABEL1 = (0, 1, 1, 1, 2, 2, 2, 0, 0, 3, 3, 4, 4, 4, 5, 5, 5)   # 6 body parts
 LABEL2 = (0, 0, 0, 0, 0, 0, 0, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2)   # 3 parts
 
@@ -139,25 +140,32 @@ def test_legacy_pose3d_checkpoint_loads_with_eps_1e5_and_reproduces_its_outputs(
     assert out.count("note:") == 1 and "saved before checkpoints recorded layernorm_eps" in out
 
 
-def test_training_state_saves_the_models_eps_and_load_model_uses_it(tmp_path, capsys):
-    from lib.engine.checkpoint import training_state
+def test_checkpoint_saves_the_models_eps_and_load_model_uses_it(tmp_path, capsys):
     model = build_model(tiny_cfg(layernorm_eps=1e-5), verbose=False)
-    state = training_state(model, torch.optim.AdamW(model.parameters()), tiny_cfg(), 1, 1e-4, 50.0)
-    assert state["config"]["layernorm_eps"] == 1e-5             # the model's, not the config's 1e-6
-    torch.save(state, tmp_path / "ckpt.bin")
+    write_checkpoint(str(tmp_path / "ckpt.bin"), Checkpoint(model.state_dict(), model_args_of(model), to_plain(tiny_cfg())))
+    state = torch.load(tmp_path / "ckpt.bin", weights_only=True)
+    assert state["model_args"]["layernorm_eps"] == 1e-5         # the model's, not the config's 1e-6
     assert load_model(tiny_cfg(), str(tmp_path / "ckpt.bin")).config.layernorm_eps == 1e-5
     assert "not the command line's layernorm_eps 1e-06" in capsys.readouterr().out
     assert load_model(tiny_cfg(layernorm_eps=1e-5), str(tmp_path / "ckpt.bin")).config.layernorm_eps == 1e-5
     assert "note:" not in capsys.readouterr().out
 
 
-def test_resolve_layernorm_eps_rules():
-    assert resolve_layernorm_eps({"model_pos": {}}, {"layernorm_eps": 1e-5})[0] == 1e-6       # MotionBERT
-    assert resolve_layernorm_eps({"model_pos": {}}, {}) == (1e-6, None)
-    assert resolve_layernorm_eps({"config": {"depth": 5}}, {})[0] == 1e-5                   # legacy Pose3D
-    assert resolve_layernorm_eps({"config": {"depth": 5}}, {"layernorm_eps": 1e-5})[1] is not None
-    assert resolve_layernorm_eps({"config": {"layernorm_eps": 1e-4}}, {})[0] == 1e-4         # saved
-    assert resolve_layernorm_eps({"config": {"layernorm_eps": 1e-4}}, {"layernorm_eps": 1e-4}) == (1e-4, None)
+def eps_rule(raw: dict, wanted: float = 1e-6):
+    """``(eps the model is built with, note)`` for a checkpoint dict, the command line wanting ``wanted``."""
+    checkpoint = Checkpoint.from_dict({"model_pos": {}, **raw})
+    return checkpoint.layernorm_eps, layernorm_eps_note(checkpoint, wanted)
+
+
+def test_layernorm_eps_rules():
+    assert eps_rule({}, 1e-5)[0] == 1e-6                                                # MotionBERT
+    assert eps_rule({}) == (1e-6, None)
+    assert eps_rule({"config": {"depth": 5}})[0] == 1e-5                               # legacy Pose3D
+    assert eps_rule({"config": {"depth": 5}}, 1e-5)[1] is not None
+    assert eps_rule({"config": {"layernorm_eps": 1e-4}})[0] == 1e-4                    # saved
+    assert eps_rule({"config": {"layernorm_eps": 1e-4}}, 1e-4) == (1e-4, None)
+    current = {"format": 2, "model_args": {"layernorm_eps": 1e-4}, "config": {"layernorm_eps": 1e-6}}
+    assert eps_rule(current, 1e-4) == (1e-4, None)                                     # model_args win
 
 
 def test_init_matches_motionbert():

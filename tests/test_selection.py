@@ -13,7 +13,8 @@ from lib.data.synthetic import write_synthetic_h36m
 from lib.engine.evaluator import ValidationScorer, describe, format_table, protocol_name
 from lib.engine.trainer import Trainer, build_run_data
 from lib.errors import ConfigError
-from lib.io import load_checkpoint, load_json
+from lib.io import load_json
+from lib.model.checkpoint import read_checkpoint
 
 TINY = {"epochs": 3, "batch_size": 8, "learning_rate": 2e-3, "checkpoint_frequency": 100, "maxlen": 9,
         "dim_feat": 16, "dim_rep": 16, "depth": 1, "num_heads": 2, "clip_len": 9, "data_stride": 9,
@@ -86,11 +87,12 @@ def test_best_checkpoint_is_the_argmin_of_the_selection_split(root, tmp_path, se
     trainer.fit()
     key = "val_p1" if select_on == "val" else "p1"
     scores = [h[key] for h in trainer.history]
-    best = load_checkpoint(str(tmp_path / "run" / "best_epoch.bin"))
-    assert best["epoch"] == int(np.argmin(scores)) + 1 and best["selected_on"] == select_on
+    best = read_checkpoint(str(tmp_path / "run" / "best_epoch.bin")).run
+    assert best.epoch == int(np.argmin(scores)) + 1 and best.selected_on == select_on
     about = load_json(str(tmp_path / "run" / "best_epoch_results.json"))["about"]
     assert about["selected_on"].startswith("validation" if select_on == "val" else "test")
-    assert ("validation" in best["results"]) == (select_on == "val")
+    assert ("validation" in best.results) == (select_on == "val")
+    assert best.best_units == ("px" if select_on == "val" else "mm") and best.best_epoch == best.epoch - 1
 
 
 @pytest.mark.parametrize("tds, frames, name", [(1, 243, "MotionBERT (tds 1)"), (2, 243, "EHGFormer (tds 2)"),

@@ -10,7 +10,7 @@ import torch
 import evaluate
 import train
 from lib.data.skeleton import flip
-from lib.engine.checkpoint import load_checkpoint
+from lib.model.checkpoint import read_checkpoint
 from lib.config.schema import ConfigError, load_config
 from lib.data.codec import PoseCodec
 from lib.engine.evaluator import Evaluator
@@ -58,7 +58,7 @@ def test_two_epochs_lower_the_loss_and_write_checkpoints(data_dir, tmp_path, wri
         assert (tmp_path / "run" / name).is_file(), name
     assert os.listdir(tmp_path / "run" / "logs")
     state = torch.load(tmp_path / "run" / "latest_epoch.bin", weights_only=True)
-    assert state["epoch"] == 2 and not any(k.startswith("module.") for k in state["model_pos"])
+    assert state["run"]["epoch"] == 2 and not any(k.startswith("module.") for k in state["model_pos"])
     assert results["protocol"]["frames_scored"] < results["full_coverage"]["frames_scored"]
     assert results["full_coverage"]["frames_scored"] == results["full_coverage"]["frames_total"]
 
@@ -68,8 +68,8 @@ def test_resume_gives_identical_weights(data_dir, tmp_path, run_train):
     run_train(data_dir, tmp_path / "straight", *common, "--set", "epochs=3")
     run_train(data_dir, tmp_path / "stopped", *common, "--set", "epochs=1")
     run_train(data_dir, tmp_path / "stopped", *common, "--set", "epochs=3")   # auto-resume
-    a = load_checkpoint(str(tmp_path / "straight" / "latest_epoch.bin"))["model_pos"]
-    b = load_checkpoint(str(tmp_path / "stopped" / "latest_epoch.bin"))["model_pos"]
+    a = read_checkpoint(str(tmp_path / "straight" / "latest_epoch.bin")).model_state
+    b = read_checkpoint(str(tmp_path / "stopped" / "latest_epoch.bin")).model_state
     assert tensor_differences(a, b) == []
 
 
@@ -181,6 +181,6 @@ def test_ddp_two_gloo_processes(data_dir, tmp_path, write_config):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    state = load_checkpoint(str(tmp_path / "ddp" / "latest_epoch.bin"))
+    state = torch.load(tmp_path / "ddp" / "latest_epoch.bin", weights_only=True)
     assert not any(k.startswith("module.") for k in state["model_pos"])
     assert proc.stdout.count("[1/1]") == 1          # only rank 0 logs

@@ -31,8 +31,8 @@ from lib.engine import distributed as dist
 from lib.data.codec import PoseCodec
 from lib.engine.trainer import Trainer
 from lib.errors import CheckpointError, ConfigError
-from lib.io import load_checkpoint
-from lib.model.factory import CheckpointMismatchError, count_parameters, extract_state_dict, load_model, load_weights
+from lib.model.checkpoint import read_checkpoint
+from lib.model.factory import CheckpointMismatchError, count_parameters, load_model, load_weights
 from lib.model.loss import compute_losses, loss_mpjpe
 
 # Teacher sizes that a distill file may state: distill key -> the teacher config's key.
@@ -58,14 +58,14 @@ def load_teacher(cfg) -> nn.Module:
                            f"first, e.g. python train.py --config configs/pose3d/train_h36m"
                            f"{'' if cfg.rootrel else '_global'}.yaml --checkpoint {os.path.dirname(path)}, "
                            "or point teacher_ckpt (or --set distill.teacher_ckpt=FILE) at it")
-    state = load_checkpoint(path)
-    if not isinstance(state.get("config"), Mapping):
+    checkpoint = read_checkpoint(path, "teacher checkpoint")
+    if checkpoint.config is None:
         raise DistillError(f"teacher checkpoint {path!r} has no saved 'config', so its architecture is unknown; "
                            "use a checkpoint written by Pose3D's train.py (it stores the resolved config)")
-    teacher_cfg = EasyDict(state["config"])
+    teacher_cfg = EasyDict(checkpoint.config)
     check_teacher(teacher_cfg, cfg, path)
     try:
-        teacher = load_model(teacher_cfg, path, checkpoint=state)
+        teacher = load_model(teacher_cfg, path, checkpoint=checkpoint)
     except (CheckpointMismatchError, KeyError) as err:
         raise DistillError(f"teacher weights in {path!r} do not fit the config saved with them: {err}") from err
     teacher.requires_grad_(False).eval()
@@ -111,9 +111,16 @@ class DistillTrainer(Trainer):
 
     def __init__(self, cfg, checkpoint_dir: str, seed: int = 0, model=None):
         super().__init__(cfg, checkpoint_dir, seed, model)
-        d = cfg.distill
-        self.teacher = load_teacher(cfg).to(self.device)
-        self.distiller = Distiller(cfg.dim_feat, self.teacher.config.dim_feat,
+        self.teacher = self.distiller = self.ddp_distiller = None    # set up with the student
+
+    def setup_model(self, checkpoint=None, path: str = "") -> None:
+        """The student (:meth:`Trainer.setup_model`), then the frozen teacher and the distiller."""
+        if self.teacher is not None:
+            return
+        super().setup_model(checkpoint, path)
+        d = self.cfg.distill
+        self.teacher = load_teacher(self.cfg).to(self.device)
+        self.distiller = Distiller(self.cfg.dim_feat, self.teacher.config.dim_feat,
                                    num_mimic=len(d.middle_ids_s) - int(d.generation),
                                    generation=d.generation, generation_tds=d.generation_tds)
         self.initialise(d.student_ckpt, d.distiller_ckpt)
@@ -126,12 +133,12 @@ class DistillTrainer(Trainer):
         """Start from given student / distiller weights (a resume, -r or automatic, overrides them)."""
         if student_ckpt:
             try:
-                load_weights(self.model, extract_state_dict(load_checkpoint(student_ckpt)))
+                load_weights(self.model, read_checkpoint(student_ckpt, "student checkpoint").model_state)
             except CheckpointError as err:
                 raise DistillError(f"distill student_ckpt {student_ckpt!r}: {err}") from err
         if distiller_ckpt:
             try:
-                self.distiller.load_state_dict(load_checkpoint(distiller_ckpt)["extra"]["distiller"])
+                self.distiller.load_state_dict(read_checkpoint(distiller_ckpt, "distiller checkpoint").extra["distiller"])
             except (CheckpointError, KeyError, RuntimeError) as err:
                 raise DistillError(f"distill distiller_ckpt {distiller_ckpt!r} has no distiller that fits "
                                    f"this pairing (expected checkpoint['extra']['distiller']): {err}") from err

@@ -8,7 +8,7 @@ import torch
 from lib.data.prepare import ensure_clips, ensure_source
 from lib.engine import distributed as dist
 from lib.engine.evaluator import Evaluator, describe, format_table, save_results
-from lib.io import load_checkpoint
+from lib.model.checkpoint import read_checkpoint
 from lib.model.factory import load_model
 
 
@@ -38,11 +38,12 @@ def run_evaluation(cfg, checkpoint_path: str) -> dict:
     """Load ``checkpoint_path`` into the configured model, evaluate, print and save the table
     (its ``about`` says which split selected the checkpoint, when the checkpoint records it)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    checkpoint = load_checkpoint(checkpoint_path)
+    checkpoint = read_checkpoint(checkpoint_path)
     model = load_model(cfg, checkpoint_path, checkpoint=checkpoint)
     ensure_source(cfg)  # the evaluation reads the source pickle, not the clip files
     results = Evaluator(cfg).run(model.to(device), device)
-    results["about"] = describe(cfg, checkpoint.get("selected_on"), checkpoint.get("epoch"))
+    run = checkpoint.run
+    results["about"] = describe(cfg, run and run.selected_on, run and run.epoch)
     print(format_table(results))
     out = os.path.splitext(checkpoint_path)[0] + "_eval.json"
     save_results(results, out)

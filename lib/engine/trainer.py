@@ -9,15 +9,17 @@ changes what a step optimises by overriding :meth:`Trainer.compute_loss` and add
 optimise and save through :meth:`Trainer.extra_modules` (see the distillation trainer).
 
 Model selection: ``best_epoch.bin`` is the checkpoint with the lowest P1 on the validation split
-(``select_on: val``, held-out training sequences, lib/data/splits.py) or, as in the references,
-on the test protocol (``select_on: test``). The test set is scored for reporting either way.
+(``select_on: val``, held-out training sequences, lib/data/splits.py) or, as MotionBERT and
+EHGFormer do, on the test protocol (``select_on: test``). The test set is scored for reporting
+either way. The run state (epoch, best score with its units and split, the last results, RNG) is
+one :class:`~lib.model.checkpoint.RunState`, saved in every checkpoint.
 
-Nothing is lost when a run is killed. At the end of each epoch the weights are written to
-``latest_epoch.bin`` *first*; only then does anything that can fail run (evaluation, best
-checkpoint, results JSON). The evaluation results are then stored in ``latest_epoch.bin`` too,
-so a restart knows what the killed run had finished and completes the rest (the pending
-evaluation, the best checkpoint, the results files, the final table) before training on.
-Temporary files of interrupted writes are removed on start. TensorBoard is flushed every epoch.
+Nothing is lost when a run is killed. :meth:`Trainer.end_epoch` writes ``latest_epoch.bin``
+*first*; only then does anything that can fail run (evaluation, best checkpoint, results files).
+The evaluation results are then stored in ``latest_epoch.bin`` too, so a restart knows what the
+killed run had finished, and :meth:`Trainer.recover` (called by ``setup``) completes each missing
+artefact before training on. Temporary files of interrupted writes are removed on start.
+TensorBoard is flushed every epoch.
 
 Determinism: the data order comes from a ``DistributedSampler`` seeded with ``seed`` and the
 epoch, the flip coin of each batch from a generator seeded with (seed, epoch, rank), and the
@@ -26,7 +28,7 @@ resumed ends with the same weights as one that never stopped (on CPU).
 """
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
 import random
 import time
@@ -43,17 +45,36 @@ from lib.data.dataset import make_dataset, set_dataset_epoch
 from lib.data.h36m import DataReaderH36M
 from lib.data.skeleton import flip
 from lib.data.splits import train_clip_sequences, validation_sequences
-from lib.config.schema import save_config
+from lib.config.schema import save_config, to_plain
 from lib.engine import distributed as dist
-from lib.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_state, training_state, unwrap
 from lib.engine.evaluator import Evaluator, ValidationScorer, describe, format_table, save_results
-from lib.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
+from lib.errors import CheckpointError, ConfigError, DataError, Pose3DError, TrainingDiverged
 from lib.io import load_json, remove_stale_temp_files
-from lib.model.factory import CheckpointMismatchError, build_model, load_weights, resolve_layernorm_eps
+from lib.model.checkpoint import (Checkpoint, RunState, model_args_of, read_checkpoint, rng_state, set_rng_state,
+                                  unwrap, write_checkpoint)
+from lib.model.factory import CheckpointMismatchError, build_model, layernorm_eps_note, load_weights
 from lib.model.loss import compute_losses
 from lib.model.pretrained import load_pretrained
 
 LATEST, BEST = "latest_epoch.bin", "best_epoch.bin"
+LATEST_RESULTS, BEST_RESULTS = "latest_epoch_results.json", "best_epoch_results.json"
+
+
+def checkpoint_epoch(path: str) -> int | None:
+    """Epochs finished by the run state of the checkpoint at ``path`` (None: absent or unreadable)."""
+    try:
+        run = read_checkpoint(path).run
+    except CheckpointError:
+        return None
+    return None if run is None else run.epoch
+
+
+def results_epoch(path: str) -> int | None:
+    """Epochs finished when the results file at ``path`` was evaluated (None: absent or unreadable)."""
+    try:
+        return load_json(path, "results file")["about"]["epoch"]
+    except (Pose3DError, KeyError, TypeError):
+        return None
 
 
 def seed_everything(seed: int) -> None:
@@ -162,13 +183,16 @@ class Trainer:
         self.cfg, self.checkpoint_dir, self.seed = cfg, checkpoint_dir, seed
         self.rank, self.world, self.device = dist.init_distributed()
         seed_everything(seed)
-        self.model = (model or build_model(cfg, verbose=dist.is_main())).to(self.device)
         self.codec = PoseCodec.from_config(cfg)
-        self.select_on = cfg.get("select_on", "val")
-        self.start_epoch, self.min_loss, self.best_epoch = 0, math.inf, None
-        self.writer, self.pending, self.best_results = None, None, None
+        self.select_on = cfg.select_on
+        self.run = RunState(lr=learning_rate(cfg, 0), selected_on=self.select_on)
+        self.model = None if model is None else model.to(self.device)   # built by setup() otherwise
+        self.optimizer = self.ddp_model = self.loader = self.evaluator = self.validation = self.writer = None
         self.history = []   # per epoch: loss terms, lr and (when evaluated) P1/P2
-        self.evaluator = self.validation = None
+
+    @property
+    def start_epoch(self) -> int:
+        return self.run.epoch
 
     # -- what a step optimises (overridden by the distillation trainer) --------------------
     def extra_modules(self) -> dict:
@@ -182,27 +206,45 @@ class Trainer:
 
     # -- set-up ------------------------------------------------------------------------------
     def setup(self, resume: str = "", data: RunData | None = None) -> None:
-        """Data (``build_run_data`` unless given), optimizer, logging and the checkpoint to resume."""
+        """Run folder and TensorBoard writer, the checkpoint to resume, the model (with that run's model_args), data
+        (``build_run_data`` unless given), optimizer, the resumed state, and :meth:`recover` (rank 0)."""
         if dist.is_main():
             os.makedirs(self.checkpoint_dir, exist_ok=True)
             for path in remove_stale_temp_files(self.checkpoint_dir):
                 print(f"Removed {path}, left by an interrupted write")
             save_config(self.cfg, self.path("config.yaml"))
+            from tensorboardX import SummaryWriter
+            self.writer = SummaryWriter(os.path.join(self.checkpoint_dir, "logs"))
+        resume = resume or self._auto_resume_path()
+        checkpoint = read_checkpoint(resume) if resume else None
+        self.setup_model(checkpoint, resume)
         evaluate = not self.cfg.no_eval and dist.is_main()
         data = data or build_run_data(self.cfg, self.rank, self.world, self.seed, evaluate)
         self.loader, self.evaluator, self.validation = data.loader, data.evaluator, data.validation
         for module in self.extra_modules().values():
             module.to(self.device)
-        resume = resume or self._auto_resume_path()
-        state = load_checkpoint(resume) if resume else None
-        if state is not None:
-            self.match_layernorm_eps(state, resume)
         self.prepare_optimisation(self.apply_pretrained(resume))
-        if state is not None:
-            self.resume(resume, state)
+        if checkpoint is not None:
+            self.resume(resume, checkpoint)
+            if dist.is_main():
+                self.recover()
+
+    def setup_model(self, checkpoint: Checkpoint | None = None, path: str = "") -> None:
+        """Build the configured model (unless one was given), with the LayerNorm eps of the run
+        being resumed (its ``model_args``)."""
+        if self.model is not None:
+            return
+        eps = None
+        if checkpoint is not None:
+            eps = checkpoint.layernorm_eps
+            note = layernorm_eps_note(checkpoint, self.cfg.layernorm_eps)
+            if note and dist.is_main():
+                print(f"note: {path}: {note}")
+        self.model = build_model(self.cfg, verbose=dist.is_main(), layernorm_eps=eps).to(self.device)
 
     def prepare_optimisation(self, pretrained=frozenset()) -> None:
         """The optimizer over the model (and extra modules) and the wrapped model a step calls."""
+        self.setup_model()
         extra = [p for m in self.extra_modules().values() for p in m.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(self.model, self.cfg, pretrained, extra)
         self.ddp_model = self.wrap(self.model)
@@ -228,53 +270,68 @@ class Trainer:
         path = os.path.join(self.checkpoint_dir, LATEST)
         return path if os.path.isfile(path) else ""
 
-    def match_layernorm_eps(self, state: dict, path: str) -> None:
-        """Rebuild the model with the LayerNorm eps the resumed run was trained with (a run made
-        before Pose3D stored the eps used 1e-5; see lib/model/factory.py)."""
-        eps, note = resolve_layernorm_eps(state, self.cfg)
-        if note and dist.is_main():
-            print(f"note: {path}: {note}")
-        if eps != self.model.config.layernorm_eps:
-            self.model = build_model(self.cfg, verbose=False, layernorm_eps=eps).to(self.device)
-
-    def resume(self, path: str, state: dict | None = None) -> None:
-        """Restore model, optimizer, extra modules, epoch, best score and RNG state; keep the
-        state so that :meth:`fit` completes what the stopped run had not finished."""
-        state = load_checkpoint(path) if state is None else state
-        missing = [k for k in ("model_pos", "optimizer", "epoch", "min_loss", "rng") if k not in state]
-        missing += [f"extra/{n}" for n in self.extra_modules() if n not in state.get("extra", {})]
+    def resume(self, path: str, checkpoint: Checkpoint) -> None:
+        """Restore model, optimizer, extra modules and the run state (epoch, best score, RNG)."""
+        missing = [name for name in ("run", "optimizer") if getattr(checkpoint, name) is None]
+        missing += [f"extra/{n}" for n in self.extra_modules() if n not in checkpoint.extra]
         if missing:
             raise CheckpointMismatchError(f"{path} cannot resume this run: it lacks {missing} (a resume needs a "
                                           "latest/epoch checkpoint written by the same script; use --pretrained "
                                           "to start from another model's weights)")
-        if state.get("selected_on", self.select_on) != self.select_on:
-            raise CheckpointError(f"{path} selected its best checkpoint on the {state['selected_on']} split, this "
+        run = checkpoint.run
+        if run.selected_on not in (None, self.select_on):
+            raise CheckpointError(f"{path} selected its best checkpoint on the {run.selected_on} split, this "
                                   f"config on {self.select_on}; resume with the same select_on or start a new run")
-        load_weights(self.model, state["model_pos"])
+        load_weights(self.model, checkpoint.model_state)
         for name, module in self.extra_modules().items():
-            module.load_state_dict(state["extra"][name])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.start_epoch, self.min_loss = state["epoch"], state["min_loss"]
-        self.best_epoch = state.get("best_epoch")
-        set_rng_state(state["rng"])
-        self.pending = state
+            module.load_state_dict(checkpoint.extra[name])
+        self.optimizer.load_state_dict(checkpoint.optimizer)
+        self.run = dataclasses.replace(run, selected_on=self.select_on)
+        set_rng_state(run.rng)
         if dist.is_main():
-            print(f"Resumed from {path}: next epoch {self.start_epoch}, best P1 {self.min_loss:.2f} "
-                  f"({self.select_on} split)")
+            print(f"Resumed from {path}: next epoch {self.run.epoch}, best P1 {self.run.best_score:.2f} "
+                  f"{self.run.best_units or ''} ({self.select_on} split)")
+
+    # -- restart: complete what a stopped run left undone -----------------------------------
+    def recover(self) -> None:
+        """Complete the end of the last finished epoch (:meth:`end_epoch`) where a stopped run left
+        it: each artefact is checked on its own and only what is missing is done.
+
+        * the epoch's evaluation was due but is not in ``latest_epoch.bin``: evaluate now, which
+          writes everything that follows it (:meth:`evaluate_epoch`);
+        * ``latest_epoch_results.json`` does not hold that evaluation: write it;
+        * the epoch is the best: ``best_epoch.bin`` and ``best_epoch_results.json`` must hold it;
+          each one that does not is written.
+        """
+        epoch, run = self.run.last_epoch, self.run
+        if epoch < 0:
+            return
+        if run.results is None:
+            if self.evaluation_due(epoch):
+                print(f"Completing the evaluation of epoch {epoch + 1} that the stopped run did not finish")
+                self.evaluate_epoch(epoch)
+            return
+        if results_epoch(self.path(LATEST_RESULTS)) != run.epoch:
+            print(f"Completing {LATEST_RESULTS} of epoch {epoch + 1}")
+            save_results(run.results, self.path(LATEST_RESULTS))
+        if run.best_epoch != epoch:
+            return
+        if checkpoint_epoch(self.path(BEST)) != run.epoch:
+            print(f"Completing {BEST} (epoch {epoch + 1})")
+            write_checkpoint(self.path(BEST), self.checkpoint())
+        if results_epoch(self.path(BEST_RESULTS)) != run.epoch:
+            print(f"Completing {BEST_RESULTS} (epoch {epoch + 1})")
+            save_results(run.results, self.path(BEST_RESULTS))
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> dict | None:
         """Train from ``start_epoch`` to ``cfg.epochs``; returns the last evaluation results."""
         if dist.is_main():
-            from tensorboardX import SummaryWriter
-            self.writer = SummaryWriter(os.path.join(self.checkpoint_dir, "logs"))
-            if self.pending is not None:
-                self.finish_epoch(self.pending, restart=True)
-            if self.start_epoch >= self.cfg.epochs:
+            if self.run.epoch >= self.cfg.epochs:
                 print(f"{self.checkpoint_dir} has already trained all {self.cfg.epochs} epochs: raise the count with "
                       "--set epochs=N to train on, or score it with evaluate.py --evaluate <checkpoint>.")
-        results = self.pending.get("results") if self.pending else None
-        for epoch in range(self.start_epoch, self.cfg.epochs):
+        results = self.run.results
+        for epoch in range(self.run.epoch, self.cfg.epochs):
             lr = learning_rate(self.cfg, epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr * lr_multiplier(group, self.cfg, epoch)
@@ -329,49 +386,52 @@ class Trainer:
 
     # -- end of an epoch: checkpoint first, then what can fail ---------------------------------
     def end_epoch(self, epoch: int, lr: float, terms: dict, seconds: float):
-        """Write ``latest_epoch.bin`` (and ``epoch_k.bin``), log, then evaluate and select (rank 0)."""
+        """The end of ``epoch`` (rank 0), in this order; a restart completes it (:meth:`recover`):
+
+        1. write ``latest_epoch.bin`` (results None) and ``epoch_k.bin``: the trained weights are safe;
+        2. if an evaluation is due, :meth:`evaluate_epoch`: evaluate, update the best score, write
+           ``latest_epoch.bin`` with the results, ``best_epoch.bin`` when this epoch is the best,
+           then the results files.
+        """
         results = None
         if dist.is_main():
-            state = self.snapshot(epoch, lr)
-            save_checkpoint(self.path(LATEST), state)
+            self.run = dataclasses.replace(self.run, epoch=epoch + 1, lr=lr * self.cfg.lr_decay, results=None,
+                                           rng=rng_state())
+            checkpoint = self.checkpoint()
+            write_checkpoint(self.path(LATEST), checkpoint)
             if (epoch + 1) % self.cfg.checkpoint_frequency == 0:
-                save_checkpoint(self.path(f"epoch_{epoch}.bin"), state)
+                write_checkpoint(self.path(f"epoch_{epoch}.bin"), checkpoint)
             self.history.append({"epoch": epoch, "lr": lr, **terms})
             self.log_training(epoch, lr, terms, seconds)
-            results = self.finish_epoch(state)
+            if self.evaluation_due(epoch):
+                results = self.evaluate_epoch(epoch)
         dist.barrier()
         return results
 
-    def snapshot(self, epoch: int, lr: float) -> dict:
-        """Everything to resume after ``epoch`` (results: None until it is evaluated)."""
-        extra = {k: m.state_dict() for k, m in self.extra_modules().items()} or None
-        state = training_state(self.model, self.optimizer, self.cfg, epoch + 1, lr * self.cfg.lr_decay,
-                               self.min_loss, extra)
-        state.update(results=None, best_epoch=self.best_epoch, selected_on=self.select_on)
-        return state
+    def evaluate_epoch(self, epoch: int) -> dict:
+        """Evaluate the last finished epoch and write what depends on it, in order: the run state
+        (best score), ``latest_epoch.bin`` with the results, ``best_epoch.bin`` (only when this
+        epoch is the best), ``latest_epoch_results.json``, ``best_epoch_results.json``."""
+        results = self.evaluate(epoch)
+        is_best = self.run.record(results, *self.selection_score(results))
+        checkpoint = self.checkpoint()
+        write_checkpoint(self.path(LATEST), checkpoint)
+        if is_best:
+            write_checkpoint(self.path(BEST), checkpoint)
+        save_results(results, self.path(LATEST_RESULTS))
+        if is_best:
+            save_results(results, self.path(BEST_RESULTS))
+        self.log_evaluation(epoch, results)
+        return results
+
+    def checkpoint(self) -> Checkpoint:
+        """The run as it stands: weights, model_args, config, run state, optimizer, extra modules."""
+        model = unwrap(self.model)
+        return Checkpoint(model.state_dict(), model_args_of(model), to_plain(self.cfg), dataclasses.replace(self.run),
+                          self.optimizer.state_dict(), {k: m.state_dict() for k, m in self.extra_modules().items()})
 
     def evaluation_due(self, epoch: int) -> bool:
         return self.evaluator is not None and ((epoch + 1) % self.cfg.eval_frequency == 0 or epoch + 1 == self.cfg.epochs)
-
-    def finish_epoch(self, state: dict, restart: bool = False):
-        """Evaluate the epoch of ``state`` if due and not done, then write whatever is missing:
-        ``latest_epoch.bin`` with the results, ``best_epoch.bin`` and the results JSON files."""
-        epoch = state["epoch"] - 1
-        if state.get("results") is None and self.evaluation_due(epoch):
-            if restart:
-                print(f"Completing the evaluation of epoch {epoch + 1} that the stopped run did not finish")
-            state["results"] = self.evaluate(epoch)
-            score = self.selection_score(state["results"])
-            if score < self.min_loss:
-                self.min_loss, self.best_epoch = score, epoch
-            state.update(min_loss=self.min_loss, best_epoch=self.best_epoch)
-            save_checkpoint(self.path(LATEST), state)
-            save_results(state["results"], self.path("latest_epoch_results.json"))
-            self.log_evaluation(epoch, state["results"])
-        if state.get("best_epoch") == epoch and state.get("results") and self.best_is_stale(state["epoch"], restart):
-            save_checkpoint(self.path(BEST), state)
-            save_results(state["results"], self.path("best_epoch_results.json"))
-        return state.get("results")
 
     def evaluate(self, epoch: int) -> dict:
         """Test protocol (+ full coverage) and, with a validation split, its score; fp32, eval mode."""
@@ -382,23 +442,14 @@ class Trainer:
         results["about"] = describe(self.cfg, self.select_on, epoch + 1)
         return results
 
-    def selection_score(self, results: dict) -> float:
-        """P1 that picks ``best_epoch.bin``: validation split (select_on: val) or test protocol."""
-        return results["validation"]["p1"] if self.select_on == "val" else results["protocol"]["p1"]
-
-    def best_is_stale(self, epoch: int, restart: bool) -> bool:
-        """Whether ``best_epoch.bin`` must be (re)written for the state of ``epoch``: always at the
-        end of an epoch; on a restart only when the killed run did not finish writing it."""
-        if not restart:
-            return True
-        try:
-            return load_checkpoint(self.path(BEST)).get("epoch") != epoch
-        except CheckpointError:
-            return True
+    def selection_score(self, results: dict) -> tuple[float, str]:
+        """P1 that picks ``best_epoch.bin`` and its units: validation split (select_on: val) or test protocol."""
+        chosen = results["validation"] if self.select_on == "val" else results["protocol"]
+        return chosen["p1"], chosen.get("units", "mm")
 
     def print_best(self) -> None:
         """The per-action table of the selected checkpoint (test set), at the end of every run."""
-        path = self.path("best_epoch_results.json")
+        path = self.path(BEST_RESULTS)
         if os.path.isfile(path):
             print(f"Best checkpoint {self.path(BEST)}:")
             print(format_table(load_json(path, "results file")))
@@ -420,7 +471,7 @@ class Trainer:
         val = results.get("validation")
         print(f"  epoch {epoch + 1} evaluated: test P1 {results['protocol']['p1']:.2f} mm  "
               f"P2 {results['protocol']['p2']:.2f} mm" + (f"  validation P1 {val['p1']:.2f} {val['units']}" if val else "")
-              + ("  (best)" if self.best_epoch == epoch else ""), flush=True)
+              + ("  (best)" if self.run.best_epoch == epoch else ""), flush=True)
         if self.history and self.history[-1]["epoch"] == epoch:
             self.history[-1].update(p1=results["protocol"]["p1"], p2=results["protocol"]["p2"],
                                     **({"val_p1": val["p1"]} if val else {}))

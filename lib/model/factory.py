@@ -1,13 +1,10 @@
 """Build models from a resolved config and move weights in and out of them.
 
 Every script builds its model with :func:`build_model` and loads a checkpoint into it with
-:func:`load_model` (build + :func:`load_weights` of :func:`extract_state_dict`), so MotionBERT
-checkpoints (``model_pos``, ``module.`` prefixes) and Pose3D checkpoints load the same way.
-
-LayerNorm eps of a checkpoint (:func:`resolve_layernorm_eps`, the one rule every loader uses):
-a Pose3D checkpoint (it carries a ``config`` mapping) saved with ``layernorm_eps`` is rebuilt with
-that value; one saved before the key existed used PyTorch's default 1e-5; a MotionBERT checkpoint
-(no Pose3D ``config``) was trained with MotionBERT's 1e-6.
+:func:`load_model`, which reads the file through :func:`lib.model.checkpoint.read_checkpoint`, so
+MotionBERT checkpoints (``model_pos``, ``module.`` prefixes) and every Pose3D layout load the same
+way. The LayerNorm eps of the built model is the checkpoint's (``model_args``): a model reproduces
+its outputs only with the eps it was trained with.
 """
 from __future__ import annotations
 
@@ -16,66 +13,26 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from lib.errors import CheckpointError
-from lib.io import load_checkpoint
-from lib.model.dstformer import DSTformer, DSTformerConfig
+from lib.model.checkpoint import (EPS_ORIGINS, Checkpoint, CheckpointMismatchError, clean_state_dict,
+                                  extract_state_dict, model_config, read_checkpoint)
+from lib.model.dstformer import DSTformer
 
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+__all__ = ["CheckpointMismatchError", "build_model", "clean_state_dict", "count_parameters", "extract_state_dict",
+           "layernorm_eps_note", "load_model", "load_weights", "model_config", "state_dict_differences",
+           "tensor_differences"]
 # Model config keys worth comparing when a checkpoint does not fit the command line's config.
-ARCH_KEYS = ("version", "dim_feat", "dim_rep", "depth", "num_heads", "mlp_ratio", "maxlen",
-             "no_conf", "joint_label")
-STATE_DICT_KEYS = ("model_pos", "model", "state_dict")
-DEFAULT_LAYERNORM_EPS = 1e-6     # MotionBERT's load_backbone and EHGFormer's blocks
-LEGACY_LAYERNORM_EPS = 1e-5      # Pose3D checkpoints saved before the config had layernorm_eps
-MOTIONBERT_LAYERNORM_EPS = 1e-6  # every released MotionBERT checkpoint
-EPS_ORIGINS = {
-    "motionbert": "a MotionBERT checkpoint: no Pose3D config inside; MotionBERT trains with 1e-6",
-    "legacy": "a Pose3D checkpoint saved before checkpoints recorded layernorm_eps; those runs used 1e-5",
-    "saved": "the layernorm_eps saved in the checkpoint's config",
-}
+ARCH_KEYS = ("version", "dim_feat", "dim_rep", "depth", "num_heads", "mlp_ratio", "maxlen", "dim_in", "joint_label")
 
 
-class CheckpointMismatchError(CheckpointError):
-    """A state_dict does not fit the model (missing/unexpected keys or different shapes)."""
-
-
-def model_config(cfg: Mapping) -> DSTformerConfig:
-    """Map a resolved training config (EasyDict/dict, see lib/config/schema.py) to a DSTformerConfig."""
-    version = int(cfg.get("version", 1))
-    label = cfg.get("joint_label")
-    return DSTformerConfig(
-        dim_in=2 if cfg.get("no_conf", False) else 3, dim_feat=cfg["dim_feat"], dim_rep=cfg["dim_rep"],
-        depth=cfg["depth"], num_heads=cfg["num_heads"], mlp_ratio=cfg["mlp_ratio"],
-        num_joints=cfg.get("num_joints", 17), maxlen=cfg["maxlen"], att_fuse=cfg.get("att_fuse", True),
-        drop_path_rate=cfg.get("drop_path_rate", 0.0), dropout=cfg.get("dropout", 0.0), version=version,
-        hyper_relation_bias=cfg.get("hyper_relation_bias", "uniform"),
-        joint_label=tuple(label[0]) if version == 2 else None,
-        layernorm_eps=float(cfg.get("layernorm_eps", DEFAULT_LAYERNORM_EPS)))
-
-
-def checkpoint_layernorm_eps(checkpoint: Mapping) -> tuple[float, str]:
-    """``(eps, origin)``: the LayerNorm eps ``checkpoint`` was trained with; ``origin`` is a key of ``EPS_ORIGINS``."""
-    saved = checkpoint.get("config")
-    if not isinstance(saved, Mapping):
-        return MOTIONBERT_LAYERNORM_EPS, "motionbert"
-    if "layernorm_eps" not in saved:
-        return LEGACY_LAYERNORM_EPS, "legacy"
-    return float(saved["layernorm_eps"]), "saved"
-
-
-def resolve_layernorm_eps(checkpoint: Mapping, cfg: Mapping) -> tuple[float, str | None]:
-    """The eps to build a model with to run ``checkpoint``, and a note to print (``None``: nothing to say).
-
-    The checkpoint's eps always wins over ``cfg.layernorm_eps``: a model reproduces its outputs
-    only with the eps it was trained with. A legacy Pose3D checkpoint (eps 1e-5) always gets a
-    note; the others get one when ``cfg`` asks for another value.
-    """
-    eps, origin = checkpoint_layernorm_eps(checkpoint)
-    wanted = float(cfg.get("layernorm_eps", DEFAULT_LAYERNORM_EPS))
-    if eps == wanted and origin != "legacy":
-        return eps, None
-    note = f"built with LayerNorm eps {eps:g}: {EPS_ORIGINS[origin]}"
-    return eps, note if eps == wanted else f"{note}, not the command line's layernorm_eps {wanted:g}"
+def layernorm_eps_note(checkpoint: Checkpoint, wanted: float) -> str | None:
+    """What to print when a model for ``checkpoint`` is built with its eps rather than ``wanted``
+    (the command line's ``layernorm_eps``); ``None``: nothing to say. A legacy Pose3D file (1e-5)
+    always gets a note."""
+    eps, legacy = checkpoint.layernorm_eps, checkpoint.layout == "pose3d-1-legacy-eps"
+    if eps == wanted and not legacy:
+        return None
+    note = f"built with LayerNorm eps {eps:g}: {EPS_ORIGINS[checkpoint.layout]}"
+    return note if eps == wanted else f"{note}, not the command line's layernorm_eps {wanted:g}"
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -86,7 +43,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 def build_model(cfg: Mapping, verbose: bool = True, layernorm_eps: float | None = None) -> nn.Module:
     """Build the DSTformer of ``cfg.version`` (1 = MotionBERT, 2 = hypergraph) from a resolved config.
 
-    ``layernorm_eps`` overrides ``cfg.layernorm_eps`` (a checkpoint's eps, :func:`resolve_layernorm_eps`).
+    ``layernorm_eps`` overrides ``cfg.layernorm_eps`` (the eps of a checkpoint's ``model_args``).
     """
     config = model_config(cfg if layernorm_eps is None else {**cfg, "layernorm_eps": layernorm_eps})
     model = DSTformer(config)
@@ -94,26 +51,6 @@ def build_model(cfg: Mapping, verbose: bool = True, layernorm_eps: float | None 
         name = "DSTformer" if config.version == 1 else "HypergraphDSTformer"
         print(f"Model: {name}, version {config.version}, {count_parameters(model) / 1e6:.2f} M parameters")
     return model
-
-
-def clean_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Strip DDP (``module.``) and torch.compile (``_orig_mod.``) prefixes from every key."""
-    def clean(key: str) -> str:
-        while key.startswith(WRAPPER_PREFIXES):
-            key = key.split(".", 1)[1]
-        return key
-    return {clean(k): v for k, v in state_dict.items()}
-
-
-def extract_state_dict(obj: Mapping) -> dict[str, torch.Tensor]:
-    """The model state_dict inside a checkpoint (``model_pos``/``model``/``state_dict``) or ``obj`` itself."""
-    for key in STATE_DICT_KEYS:
-        if key in obj and isinstance(obj[key], Mapping):
-            return clean_state_dict(obj[key])
-    if all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return clean_state_dict(obj)
-    raise CheckpointMismatchError(f"no model weights found: expected a state_dict or one of the keys "
-                                  f"{STATE_DICT_KEYS}, got keys {sorted(obj)[:10]}")
 
 
 def state_dict_differences(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
@@ -156,34 +93,35 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], stric
     return model
 
 
-def load_model(cfg: Mapping, path: str, verbose: bool = False, checkpoint: Mapping | None = None) -> nn.Module:
+def load_model(cfg: Mapping, path: str, verbose: bool = False, checkpoint: Checkpoint | None = None) -> nn.Module:
     """The config's model with the weights of the checkpoint at ``path`` (strict), in eval mode.
 
     The one "build model + load weights" helper of every entry point (evaluate, heatmaps, export,
     video lifting, distillation teacher). Raises :class:`CheckpointError` for an unreadable file
-    and :class:`CheckpointMismatchError` naming the differing keys and, when the checkpoint stores
-    its training config, the architecture settings that differ from ``cfg``. ``checkpoint``: the
-    already loaded contents of ``path``, when the caller needed them first. The LayerNorm eps is
-    the checkpoint's (:func:`resolve_layernorm_eps`), with a printed note when that needs saying.
+    and :class:`CheckpointMismatchError` naming the differing keys and the architecture settings
+    that differ from the checkpoint's ``model_args``. ``checkpoint``: the already read contents of
+    ``path``, when the caller needed them first. The LayerNorm eps is the checkpoint's, with a
+    printed note when that needs saying (:func:`layernorm_eps_note`).
     """
-    checkpoint = load_checkpoint(path) if checkpoint is None else checkpoint
-    eps, note = resolve_layernorm_eps(checkpoint, cfg)
+    checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
+    note = layernorm_eps_note(checkpoint, model_config(cfg).layernorm_eps)
     if note:
         print(f"note: {path}: {note}", flush=True)
-    model = build_model(cfg, verbose=verbose, layernorm_eps=eps)
+    model = build_model(cfg, verbose=verbose, layernorm_eps=checkpoint.layernorm_eps)
     try:
-        load_weights(model, extract_state_dict(checkpoint))
+        load_weights(model, checkpoint.model_state)
     except CheckpointMismatchError as err:
-        raise CheckpointMismatchError(f"{path} does not match --config/--version/--hyper_cfg: {err}{config_hint(cfg, checkpoint.get('config'))}") from None
+        raise CheckpointMismatchError(f"{path} does not match --config/--version/--hyper_cfg: {err}"
+                                      f"{config_hint(model, checkpoint)}") from None
     return model.eval()
 
 
-def config_hint(cfg: Mapping, saved) -> str:
-    """Lines naming the architecture keys whose value differs between ``cfg`` and ``saved``."""
-    if not isinstance(saved, Mapping):
-        return ""
-    diffs = [f"  {k}: command line {cfg.get(k)!r}, checkpoint {saved.get(k)!r}"
-             for k in ARCH_KEYS if k in saved and cfg.get(k) != saved.get(k)]
+def config_hint(model: nn.Module, checkpoint: Checkpoint) -> str:
+    """Lines naming the architecture arguments whose value differs between the model built from the
+    command line and the checkpoint's ``model_args``."""
+    ours = model.config
+    diffs = [f"  {k}: command line {getattr(ours, k)!r}, checkpoint {checkpoint.model_args[k]!r}"
+             for k in ARCH_KEYS if k in checkpoint.model_args and getattr(ours, k) != checkpoint.model_args[k]]
     if not diffs:
         return ""
     return ("\nThe checkpoint was trained with a different model config (pass the run's --config, "

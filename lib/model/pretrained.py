@@ -18,7 +18,7 @@ optimizer, epoch, learning rate and RNG state of the checkpoint are never read. 
   interpolates (``align_corners=True``: first and last entries kept) when ``L < maxlen``;
   ``'interpolate'`` interpolates in both directions.
 * LayerNorm eps: the fine-tuned model keeps its config's ``layernorm_eps``; a note says so when
-  the checkpoint was trained with another one (:func:`~lib.model.factory.checkpoint_layernorm_eps`).
+  the checkpoint was trained with another one (its ``model_args``, :mod:`lib.model.checkpoint`).
 * Anything else (other width, depth, MLP size, joints, output size, another hyperedge partition,
   or, for a Pose3D checkpoint that carries its config, another ``num_heads``) raises
   :class:`~lib.model.factory.CheckpointMismatchError` naming every key and shape.
@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.errors import CheckpointError, ConfigError
-from lib.io import load_checkpoint
-from lib.model.factory import EPS_ORIGINS, CheckpointMismatchError, checkpoint_layernorm_eps, extract_state_dict, shorten
+from lib.model.checkpoint import EPS_ORIGINS, Checkpoint, CheckpointMismatchError, read_checkpoint
+from lib.model.factory import shorten
 from lib.model.modules import Attention, HypergraphAttention
 
 TEMP_EMBED = "temp_embed"
@@ -121,13 +121,13 @@ def resolve_pretrained_path(path: str) -> str:
 
 
 def match_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], temp_embed_resize: str = "auto",
-                     source: str = "state_dict", checkpoint_config: Mapping | None = None
+                     source: str = "state_dict", model_args: Mapping | None = None
                      ) -> tuple[LoadReport, dict[str, torch.Tensor]]:
     """Plan the load of ``state`` (prefixes already stripped) into ``model``.
 
     Returns the report and the tensors to copy; raises :class:`CheckpointMismatchError` for any
-    difference not explained by the version or the clip length. ``checkpoint_config`` (a Pose3D
-    checkpoint's ``config``) also catches another ``num_heads``, which no version-1 shape shows.
+    difference not explained by the version or the clip length. ``model_args`` (a Pose3D
+    checkpoint's) also catches another ``num_heads``, which no version-1 shape shows.
     """
     own, report, tensors = model.state_dict(), LoadReport(source), {}
     params = {name for name, _ in model.named_parameters()}
@@ -136,7 +136,7 @@ def match_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], temp_e
         state[TEMP_EMBED], message = resize_temporal_embedding(state[TEMP_EMBED], own[TEMP_EMBED].shape[1],
                                                                temp_embed_resize)
         report.messages.append(message)
-    problems = _partition_problems(own, state) + _heads_problems(model, checkpoint_config)
+    problems = _partition_problems(own, state) + _heads_problems(model, model_args)
     for key, value in own.items():
         if key not in state:
             if not is_version2_key(key):
@@ -175,9 +175,9 @@ def _partition_problems(own: Mapping, state: Mapping) -> list[str]:
     return []
 
 
-def _heads_problems(model: nn.Module, checkpoint_config: Mapping | None) -> list[str]:
+def _heads_problems(model: nn.Module, model_args: Mapping | None) -> list[str]:
     ours = getattr(getattr(model, "config", None), "num_heads", None)
-    theirs = (checkpoint_config or {}).get("num_heads")
+    theirs = (model_args or {}).get("num_heads")
     if ours is None or theirs is None or ours == theirs:
         return []
     return [f"num_heads differs: model {ours} vs checkpoint config {theirs}"]
@@ -210,13 +210,13 @@ def _architecture_hint(model: nn.Module, state: Mapping[str, torch.Tensor]) -> s
     return f"; the checkpoint has {', '.join(diffs)}" if diffs else ""
 
 
-def _layernorm_eps_notes(model: nn.Module, checkpoint: Mapping) -> list[str]:
+def _layernorm_eps_notes(model: nn.Module, checkpoint: Checkpoint) -> list[str]:
     """A note when the checkpoint's LayerNorm eps is not the model's (the model keeps its own)."""
     ours = getattr(getattr(model, "config", None), "layernorm_eps", None)
-    eps, origin = checkpoint_layernorm_eps(checkpoint)
+    eps = checkpoint.layernorm_eps
     if ours is None or eps == ours:
         return []
-    return [f"the checkpoint was trained with LayerNorm eps {eps:g} ({EPS_ORIGINS[origin]}); "
+    return [f"the checkpoint was trained with LayerNorm eps {eps:g} ({EPS_ORIGINS[checkpoint.layout]}); "
             f"the fine-tuned model keeps its config's layernorm_eps {ours:g}"]
 
 
@@ -227,9 +227,8 @@ def load_pretrained(model: nn.Module, path: str, temp_embed_resize: str = "auto"
     ``apply=False`` only checks and reports (used on resume, where the resumed weights win).
     """
     path = resolve_pretrained_path(path)
-    checkpoint = load_checkpoint(path, "pretrained checkpoint")
-    config = checkpoint.get("config") if isinstance(checkpoint.get("config"), Mapping) else None
-    report, tensors = match_state_dict(model, extract_state_dict(checkpoint), temp_embed_resize, path, config)
+    checkpoint = read_checkpoint(path, "pretrained checkpoint")
+    report, tensors = match_state_dict(model, checkpoint.model_state, temp_embed_resize, path, checkpoint.model_args)
     report.messages.extend(_layernorm_eps_notes(model, checkpoint))
     if apply:
         model.load_state_dict(tensors, strict=False)

@@ -46,9 +46,6 @@ PART_NAMES = {
         ("torso", "right leg", "left leg", "head", "left arm", "right arm"),
     (0, 0, 0, 0, 0, 0, 0, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2): ("lower body", "spine", "upper body"),
 }
-# Model config keys worth comparing when a checkpoint does not fit the command line's config.
-ARCH_KEYS = ("version", "dim_feat", "dim_rep", "depth", "num_heads", "mlp_ratio", "maxlen",
-             "no_conf", "joint_label")
 # Temporal maps of one batch are [N, J, H, T, T] per layer and stream: cap N * T * T.
 BATCH_ELEMENTS = 120_000
 

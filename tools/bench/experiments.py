@@ -46,7 +46,8 @@ from lib.engine.run import prepare_data
 from lib.engine.trainer import Trainer
 from lib.errors import DataError, entry_point
 from lib.model.factory import load_model
-from lib.io import load_checkpoint, write_pickle
+from lib.io import write_pickle
+from lib.model.checkpoint import read_checkpoint
 
 QUICKSTART = "configs/pose3d/quickstart.yaml"
 HYPER = "hyper_config/method2/manual_joint_label1.yaml"
@@ -67,7 +68,7 @@ def train(overrides: dict, hyper: str | None, seed: int, epochs: int, extra: dic
         trainer.setup()
         trainer.fit()
         if keep:
-            return load_checkpoint(os.path.join(run, "ckpt", "best_epoch.bin"))["results"]
+            return read_checkpoint(os.path.join(run, "ckpt", "best_epoch.bin")).run.results
         return trainer.history
 
 
