@@ -145,15 +145,15 @@ def test_training_through_random_cameras_resumes_exactly(tmp_path, tiny_config):
     """The quick-start path with geometric sequences and random cameras: the source gets world
     joints, training draws new cameras per epoch, and a stopped run resumes to the same weights."""
     import train
-    from lib.engine.checkpoint import load_checkpoint
+    from lib.model.checkpoint import read_checkpoint
     from lib.model.factory import tensor_differences
     extra = {"synthetic_geometric": 0.3, "random_cameras": True, "no_eval": True, "epochs": 2}
     cfg = tiny_config(tmp_path, extra, data=tmp_path)
     train.main(["--config", cfg, "--checkpoint", str(tmp_path / "straight")])
     train.main(["--config", cfg, "--checkpoint", str(tmp_path / "stopped"), "--set", "epochs=1"])
     train.main(["--config", cfg, "--checkpoint", str(tmp_path / "stopped")])
-    a = load_checkpoint(str(tmp_path / "straight" / "latest_epoch.bin"))["model_pos"]
-    b = load_checkpoint(str(tmp_path / "stopped" / "latest_epoch.bin"))["model_pos"]
+    a = read_checkpoint(str(tmp_path / "straight" / "latest_epoch.bin")).model_state
+    b = read_checkpoint(str(tmp_path / "stopped" / "latest_epoch.bin")).model_state
     assert tensor_differences(a, b) == []
     source = DataReaderH36M(9, 2, 9, 9, str(tmp_path / "src")).raw
     assert 'joint3d_world' in source['train'] and 'Geometric' in set(source['train']['action'])
