@@ -14,6 +14,7 @@ the largest difference is at most 1e-4, otherwise the script stops with an error
 import os
 
 from lib.config.cli import base_parser, resolve_config
+from lib.data.codec import PoseCodec
 from lib.errors import entry_point
 from lib.inference.export import OPSET, PARITY_TOLERANCE, deploy
 from lib.model.factory import count_parameters, load_model
@@ -36,7 +37,7 @@ def parse_args(argv=None):
 def metadata(cfg, checkpoint: str) -> dict:
     """What infer_wild.py needs to run the graph without a config."""
     return {"maxlen": cfg.maxlen, "rootrel": cfg.rootrel, "version": cfg.version,
-            "dim_in": 2 if cfg.no_conf else 3, "checkpoint": os.path.basename(checkpoint),
+            "dim_in": PoseCodec.from_config(cfg).input_channels, "checkpoint": os.path.basename(checkpoint),
             "input": "pose2d [N,T,17,C]: x_n=2x/w-1, y_n=2y/w-h/w (pixels, image width w, height h), confidence",
             "output": "pose3d [N,T,17,3]: x_n, y_n as the input, z_n=2z/w"}
 

@@ -8,9 +8,13 @@ import pytest
 import torch
 
 import train
+from lib.config.schema import KEYS
+from lib.data.codec import PoseCodec
 from lib.errors import CheckpointError
 from lib.io import save_torch
-from lib.model.checkpoint import FORMAT, Checkpoint, RunState, read_checkpoint, upgrade, write_checkpoint
+from lib.model.checkpoint import (CONFIG_FIELDS, FORMAT, Checkpoint, RunState, model_config, read_checkpoint, upgrade,
+                                  write_checkpoint)
+from lib.model.dstformer import DSTformerConfig
 from lib.model.factory import build_model, tensor_differences
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,3 +93,11 @@ def test_resume_from_a_pose3d_1_file_ends_like_from_the_current_layout(tiny_data
     new, old = (read_checkpoint(str(tmp_path / run / "latest_epoch.bin")) for run in ("new", "old"))
     assert new.run.epoch == old.run.epoch == 2 and old.layout == "pose3d"
     assert tensor_differences(new.model_state, old.model_state) == []
+
+
+def test_the_config_schema_and_the_model_agree_on_every_model_default():
+    """A config key that builds the model has the DSTformerConfig default (one value, checked here)."""
+    schema = {key.name: key.default for key in KEYS}
+    model = DSTformerConfig()
+    assert {f: schema[f] for f in CONFIG_FIELDS} == {f: getattr(model, f) for f in CONFIG_FIELDS}
+    assert model_config(schema) == dataclasses.replace(model, dim_in=PoseCodec(no_conf=schema["no_conf"]).input_channels)

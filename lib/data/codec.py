@@ -41,7 +41,7 @@ class PoseCodec:
 
     @classmethod
     def from_config(cls, cfg) -> "PoseCodec":
-        return cls(bool(cfg.get("rootrel", True)), bool(cfg.get("no_conf", False)), bool(cfg.get("gt_2d", False)))
+        return cls(bool(cfg["rootrel"]), bool(cfg["no_conf"]), bool(cfg["gt_2d"]))
 
     @property
     def input_channels(self) -> int:

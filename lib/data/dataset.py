@@ -34,13 +34,12 @@ def make_dataset(cfg, split: str, reader=None) -> Dataset:
     ``random_cameras`` the training split is the source's world joints seen by random cameras
     (``lib.data.synthetic.views``; ``reader``: the config's source reader, read if not given)."""
     if cfg.random_cameras and split == "train":
-        from lib.data.h36m import DataReaderH36M
+        from lib.data.h36m import reader_from_config
         from lib.data.synthetic.views import RandomCameraDataset
-        reader = reader or DataReaderH36M(cfg.clip_len, cfg.sample_stride, cfg.data_stride, cfg.clip_len,
-                                          cfg.dt_root, cfg.dt_file)
+        reader = reader or reader_from_config(cfg)
         return RandomCameraDataset(reader, gt_2d=bool(cfg.gt_2d))
     folders = [os.path.join(cfg.data_root, subset) for subset in cfg.subset_list]
-    store = choose_store(folders, split, cfg.get("clip_store", "auto"))
+    store = choose_store(folders, split, cfg.clip_store)
     cls = ArrayClipDataset if store == "npy" else MotionDataset3D
     return cls(cfg.data_root, cfg.subset_list, split, gt_2d=bool(cfg.gt_2d))
 

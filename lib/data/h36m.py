@@ -238,3 +238,11 @@ class DataReaderH36M:
     def denormalize(self, pred: np.ndarray, clip_idx: np.ndarray, split: str = "test") -> np.ndarray:
         """Normalised predictions ``[num_clips, T, 17, 3]`` -> pixel-scaled 3D (clip resolution)."""
         return denormalize_3d(pred, *self.clip_resolution(clip_idx, split))
+
+
+def reader_from_config(cfg, frame_offset: int = 0, source: dict | None = None) -> DataReaderH36M:
+    """The config's source file as its clip folder slices it (``clip_len`` frames every
+    ``data_stride`` after ``sample_stride``) and as the test protocol does (non-overlapping clips);
+    ``frame_offset``/``source``: another tds offset of an already loaded source."""
+    return DataReaderH36M(cfg.clip_len, cfg.sample_stride, cfg.data_stride, cfg.clip_len, cfg.dt_root, cfg.dt_file,
+                          read_confidence=True, frame_offset=frame_offset, source=source)

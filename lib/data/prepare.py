@@ -111,7 +111,7 @@ def ensure_clips(cfg) -> None:
     Missing clips are converted into both stores. With ``clip_store: npy`` a folder that only
     has per-clip pickles (e.g. one made by MotionBERT) is packed into the fast store.
     """
-    mode = cfg.get("clip_store", "auto")
+    mode = cfg.clip_store
     for folder in (os.path.join(cfg.data_root, subset) for subset in cfg.subset_list):
         if mode != "npy" and (has_clips(folder, "pkl") or has_clips(folder, "npy")):
             check_clip_folder(folder, cfg)
@@ -124,7 +124,7 @@ def ensure_clips(cfg) -> None:
             print(f"Packing the per-clip pickles of {folder} into the fast clip store ...")
             pack_pickle_clips(folder)
             continue
-        if not os.path.isfile(os.path.join(cfg.dt_root, cfg.dt_file)) and not cfg.get("synthetic_data"):
+        if not os.path.isfile(os.path.join(cfg.dt_root, cfg.dt_file)) and not cfg.synthetic_data:
             explain_broken_store(folder)
         ensure_source(cfg)
         print(f"Slicing {os.path.join(cfg.dt_root, cfg.dt_file)} into clips under {folder} ...")
@@ -139,7 +139,7 @@ SLICING = (("clip_len", "frames", "-f"), ("data_stride", "train_stride", "-s"), 
 def check_clip_folder(folder: str, cfg) -> None:
     """Refuse a clip folder sliced with other settings than the config's (see module docstring);
     the first clip of the store training will read is opened, so a broken file fails here."""
-    frames = stored_clip_frames(folder, cfg.get("clip_store", "auto"))
+    frames = stored_clip_frames(folder, cfg.clip_store)
     meta = read_meta(folder)
     if meta is not None:
         check_meta(folder, meta, cfg)
@@ -200,7 +200,7 @@ def ensure_source(cfg) -> str:
     path = os.path.join(cfg.dt_root, cfg.dt_file)
     if os.path.isfile(path):
         return path
-    if not cfg.get("synthetic_data"):
+    if not cfg.synthetic_data:
         DataReaderH36M(dt_root=cfg.dt_root, dt_file=cfg.dt_file)  # raises the helpful DataError
         raise DataError(f"missing {path}")
     from lib.data.synthetic import write_synthetic_h36m

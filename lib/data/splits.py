@@ -39,17 +39,17 @@ def subject_of(sequence: str) -> str:
 
 def validation_sequences(train_sources, cfg) -> set[str]:
     """The held-out sequences of the training split (module docstring); empty for ``select_on: test``."""
-    if cfg.get("select_on", "val") != "val":
+    if cfg.select_on != "val":
         return set()
     sequences = sorted(set(sequence_of(np.unique(np.asarray(train_sources)))))
-    if cfg.get("val_subjects"):
+    if cfg.val_subjects:
         wanted = {f"S{int(str(s).upper().lstrip('S'))}" for s in cfg.val_subjects}
         chosen = {q for q in sequences if subject_of(q) in wanted}
         if not chosen:
             raise ConfigError(f"val_subjects {list(cfg.val_subjects)}: no such subject in the training split "
                               f"(it has {sorted({subject_of(q) for q in sequences})})")
     else:
-        count = math.ceil(float(cfg.get("val_fraction", 0.05)) * len(sequences))
+        count = math.ceil(float(cfg.val_fraction) * len(sequences))
         chosen = set(sorted(sequences, key=lambda q: (zlib.crc32(q.encode()), q))[:count])
     if len(chosen) == len(sequences):
         raise ConfigError(f"the validation split would take all {len(sequences)} training sequences; "

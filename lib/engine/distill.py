@@ -84,9 +84,9 @@ def check_teacher(teacher_cfg: Mapping, cfg, path: str) -> None:
     if bad:
         raise DistillError(f"distill middle_ids_t {d.middle_ids_t}: layer(s) {bad} do not exist in the teacher "
                            f"{path!r} of depth {teacher_cfg['depth']}")
-    if bool(teacher_cfg.get("rootrel", True)) != bool(cfg.rootrel):
+    if bool(teacher_cfg["rootrel"]) != bool(cfg.rootrel):
         kind = {True: "static (rootrel: true)", False: "global (rootrel: false)"}
-        raise DistillError(f"rootrel mismatch: the teacher {path!r} predicts {kind[bool(teacher_cfg.get('rootrel', True))]} "
+        raise DistillError(f"rootrel mismatch: the teacher {path!r} predicts {kind[bool(teacher_cfg['rootrel'])]} "
                            f"poses but the student is {kind[bool(cfg.rootrel)]}; distil a static student from a "
                            "static teacher (train_h36m.yaml) and a global one from a global teacher (train_h36m_global.yaml)")
     if teacher_cfg["maxlen"] < cfg.clip_len:

@@ -28,18 +28,11 @@ import numpy as np
 import torch
 
 from lib.data.codec import PoseCodec
-from lib.data.h36m import DataReaderH36M
+from lib.data.h36m import DataReaderH36M, reader_from_config
 from lib.data.normalize import denormalize_3d
 from lib.data.splits import validation_clip_indices
 from lib.engine import metrics
 from lib.io import write_json
-
-
-def reader_from_config(cfg, frame_offset: int = 0, source: dict | None = None) -> DataReaderH36M:
-    """The test-time reader of a config (non-overlapping clips of ``clip_len``)."""
-    return DataReaderH36M(cfg.clip_len, cfg.sample_stride, cfg.data_stride, cfg.clip_len,
-                          cfg.dt_root, cfg.dt_file, read_confidence=True,
-                          frame_offset=frame_offset, source=source)
 
 
 @torch.no_grad()

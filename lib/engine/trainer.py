@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from lib.data.codec import PoseCodec
 from lib.data.dataset import make_dataset, set_dataset_epoch
-from lib.data.h36m import DataReaderH36M
+from lib.data.h36m import DataReaderH36M, reader_from_config
 from lib.data.skeleton import flip
 from lib.data.splits import train_clip_sequences, validation_sequences
 from lib.config.schema import save_config, to_plain
@@ -94,8 +94,8 @@ class RunData:
 
 def build_run_data(cfg, rank: int = 0, world: int = 1, seed: int = 0, evaluate: bool = True) -> RunData:
     """Loader over the training clips minus the validation sequences, and the scorers."""
-    needs_source = evaluate or cfg.get("select_on", "val") == "val" or cfg.random_cameras
-    reader = source_reader(cfg) if needs_source else None
+    needs_source = evaluate or cfg.select_on == "val" or cfg.random_cameras
+    reader = reader_from_config(cfg) if needs_source else None
     dataset = make_dataset(cfg, "train", reader)
     held_out = validation_sequences(reader.strided("train", "source"), cfg) if reader else set()
     if held_out:
@@ -104,12 +104,6 @@ def build_run_data(cfg, rank: int = 0, world: int = 1, seed: int = 0, evaluate: 
     if not evaluate:
         return RunData(loader)
     return RunData(loader, Evaluator(cfg, reader), ValidationScorer(cfg, reader, held_out) if held_out else None)
-
-
-def source_reader(cfg) -> DataReaderH36M:
-    """The source pickle sliced as the config's clip folder (train stride) and the test protocol."""
-    return DataReaderH36M(cfg.clip_len, cfg.sample_stride, cfg.data_stride, cfg.clip_len, cfg.dt_root,
-                          cfg.dt_file, read_confidence=True)
 
 
 def training_clips(dataset: Dataset, reader: DataReaderH36M, held_out: set, cfg) -> np.ndarray:

@@ -12,6 +12,7 @@ import argparse
 import numpy as np
 
 from lib.config.cli import resolve_config
+from lib.data.codec import PoseCodec
 from lib.errors import InputFileError
 from lib.inference.bvh import UP_AXES
 from lib.inference.lift import OnnxRunner, TorchRunner, to_pixels
@@ -50,7 +51,7 @@ def make_runner(args):
         raise InputFileError("a checkpoint needs the model's --config (and --version/--hyper_cfg as in training)")
     cfg = resolve_config(args)
     model = load_model(cfg, args.model)
-    return TorchRunner(model, 2 if cfg.no_conf else 3), cfg.maxlen, bool(cfg.rootrel)
+    return TorchRunner(model, PoseCodec.from_config(cfg).input_channels), cfg.maxlen, bool(cfg.rootrel)
 
 
 def check_outputs(args, out: str) -> None:

@@ -42,8 +42,8 @@ class DSTformerConfig:
     version: int = 1                  # 1 = DSTformer, 2 = hypergraph-biased DSTformer
     hyper_relation_bias: str = "uniform"          # version 2: 'none' or 'uniform'
     joint_label: Sequence[int] | None = None      # version 2: hyperedge id of each joint
-    # eps of every LayerNorm: 1e-6 as MotionBERT's load_backbone and EHGFormer's blocks build them
-    # (MotionBERT's ``load_backbone``, EHGFormer's MixSTE2 blocks); Pose3D checkpoints saved before this field existed used 1e-5.
+    # eps of every LayerNorm: 1e-6 as MotionBERT's load_backbone and EHGFormer's blocks build them;
+    # a checkpoint carries its own in model_args (lib/model/checkpoint.py)
     layernorm_eps: float = 1e-6
 
 

@@ -132,13 +132,14 @@ LOSS_FUNCTIONS = {
 def compute_losses(pred: torch.Tensor, target: torch.Tensor, cfg: Mapping):
     """Weighted training loss.
 
-    Weights are read from ``cfg[LOSS_WEIGHT_KEYS[term]]`` (missing key = 0). Only terms with a
+    Weights are read from ``cfg[LOSS_WEIGHT_KEYS[term]]``; a resolved config has every key
+    (lib/config/schema.py), and a plain mapping asks only for the terms it names. Only terms with a
     nonzero weight are evaluated, except ``3d_pos``, which is always reported.
     Returns ``(total, terms)``: ``total = sum(weight * term)`` and ``terms`` maps term name to its
     unweighted value (still attached to the graph; detach for logging).
     """
-    weights = {name: float(cfg.get(key, 0.0)) for name, key in LOSS_WEIGHT_KEYS.items()}
+    weights = {name: float(cfg[key]) for name, key in LOSS_WEIGHT_KEYS.items() if key in cfg}
     terms = {name: fn(pred, target) for name, fn in LOSS_FUNCTIONS.items()
-             if weights[name] != 0.0 or name == "3d_pos"}
-    total = sum(weights[name] * value for name, value in terms.items())
+             if weights.get(name) or name == "3d_pos"}
+    total = sum(weights[name] * value for name, value in terms.items() if name in weights)
     return total, terms

@@ -36,7 +36,7 @@ from lib.errors import ConfigError, InputFileError
 from lib.io import atomic_write, save_npz
 from lib.model.factory import load_model
 from lib.data.codec import PoseCodec
-from lib.engine.evaluator import reader_from_config
+from lib.data.h36m import reader_from_config
 
 STREAMS = ("st", "ts")
 STREAM_NAMES = {"st": "st stream (spatial->temporal)", "ts": "ts stream (temporal->spatial)"}

@@ -38,6 +38,7 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from lib.data.codec import PoseCodec
 from lib.model.factory import build_model, count_parameters
 from lib.config.schema import HYPER_DEFAULTS, TRAIN_DEFAULTS, load_config, read_yaml
 from easydict import EasyDict
@@ -181,7 +182,8 @@ def report(args) -> None:
     cfgs = model_configs(args)
     models = {name: build_model(cfg, verbose=False).to(device) for name, cfg in cfgs.items()}
     cfg = next(iter(cfgs.values()))
-    batch = torch.randn(args.batch, args.clip_len, cfg.num_joints, 2 if cfg.no_conf else 3, device=device)
+    batch = torch.randn(args.batch, args.clip_len, cfg.num_joints, PoseCodec.from_config(cfg).input_channels,
+                        device=device)
     print(f"device {device}, {torch.get_num_threads()} threads, fp32 2048^3 matmul peak (best of 5) "
           f"{matmul_peak_flops(device=device) / 1e9:.1f} GFLOP/s")
     print(f"clip_len {args.clip_len}, batch {args.batch}, dim_feat {cfg.dim_feat}, mlp_ratio {cfg.mlp_ratio}, "

@@ -41,7 +41,8 @@ from lib.data.synthetic import make_synthetic_h36m, realism
 from lib.data.synthetic.dataset import ACTIONS, TEST_SUBJECTS
 from lib.data.synthetic.motions import FAMILIES
 from lib.data.codec import PoseCodec
-from lib.engine.evaluator import Evaluator, describe, format_table, reader_from_config
+from lib.data.h36m import reader_from_config
+from lib.engine.evaluator import Evaluator, describe, format_table
 from lib.engine.run import prepare_data
 from lib.engine.trainer import Trainer
 from lib.errors import DataError, entry_point
