@@ -184,3 +184,21 @@ def test_ddp_two_gloo_processes(data_dir, tmp_path, write_config):
     state = torch.load(tmp_path / "ddp" / "latest_epoch.bin", weights_only=True)
     assert not any(k.startswith("module.") for k in state["model_pos"])
     assert proc.stdout.count("[1/1]") == 1          # only rank 0 logs
+
+
+def test_gt_2d_training_feeds_the_labels_xy_through_the_trainers_codec(data_dir, tmp_path, write_config):
+    """The Dataset returns the stored detections; the trainer's codec puts the label's x, y in."""
+    from lib.engine.trainer import Trainer
+    cfg = load_config(write_config(data_dir, {"gt_2d": True, "flip": False, "no_eval": True}))
+    trainer = Trainer(cfg, str(tmp_path / "run"), seed=0)
+    trainer.setup()
+    seen = {}
+
+    def compute_loss(x, target):
+        seen["x"] = x
+        return Trainer.compute_loss(trainer, x, target)
+    trainer.compute_loss = compute_loss
+    x, y = next(iter(trainer.loader))
+    assert not torch.equal(x[..., :2], y[..., :2])                   # raw clips: the detections
+    trainer.train_step(x, y, torch.Generator().manual_seed(0))
+    assert torch.equal(seen["x"][..., :2], y[..., :2]) and bool((seen["x"][..., 2] == 1).all())

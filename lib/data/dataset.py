@@ -10,10 +10,10 @@ confidence), label = normalised (x_n, y_n, z_n), not root-relative.
   gathering a whole batch into one buffer was measured slower: the fresh multi-MB buffer per
   batch costs more page faults than the copy saves, see docs/benchmarks.md.)
 
-Random flipping is done per batch in the training loop (seeded, resumable), not here. The
-``gt_2d`` / ``no_conf`` options are the codec's (:class:`~lib.data.codec.PoseCodec`);
-``make_dataset`` keeps the confidence channel, which the trainer's codec drops for ``no_conf``
-models (a distillation teacher may still read it).
+The Datasets return the clips as stored: all encoding (``gt_2d``, ``no_conf``, the training
+target) is the trainer's codec (:class:`~lib.data.codec.PoseCodec`), and random flipping is done
+per batch in the training loop (seeded, resumable). The confidence channel is kept, so a
+distillation teacher may still read it.
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from lib.data.clip_store import choose_store, clip_files, open_array_clips, read_pickle_clip
-from lib.data.codec import PoseCodec
 from lib.errors import DataError
 
 
@@ -37,19 +36,17 @@ def make_dataset(cfg, split: str, reader=None) -> Dataset:
         from lib.data.h36m import reader_from_config
         from lib.data.synthetic.views import RandomCameraDataset
         reader = reader or reader_from_config(cfg)
-        return RandomCameraDataset(reader, gt_2d=bool(cfg.gt_2d))
+        return RandomCameraDataset(reader)
     folders = [os.path.join(cfg.data_root, subset) for subset in cfg.subset_list]
     store = choose_store(folders, split, cfg.clip_store)
     cls = ArrayClipDataset if store == "npy" else MotionDataset3D
-    return cls(cfg.data_root, cfg.subset_list, split, gt_2d=bool(cfg.gt_2d))
+    return cls(cfg.data_root, cfg.subset_list, split)
 
 
 class MotionDataset3D(Dataset):
-    """Clips of one split from per-clip pickles. ``gt_2d``: replace the input's x, y by the
-    label's, confidence 1. ``no_conf``: drop the confidence channel (model input ``[T, 17, 2]``)."""
+    """Clips of one split from per-clip pickles, as stored."""
 
-    def __init__(self, data_root: str, subset_list, split: str, gt_2d: bool = False,
-                 no_conf: bool = False):
+    def __init__(self, data_root: str, subset_list, split: str):
         self.files = []
         for subset in subset_list:
             folder = os.path.join(data_root, subset, split)
@@ -59,13 +56,12 @@ class MotionDataset3D(Dataset):
                                 f"tools/convert_h36m_mixste_style.py --out_dir {os.path.join(data_root, subset)}"
                                 "\n(or run train.py with a quickstart config, which makes synthetic data).")
             self.files += found
-        self.codec = PoseCodec(gt_2d=gt_2d, no_conf=no_conf)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int):
-        return to_model_io(*read_pickle_clip(self.files[index]), self.codec)
+        return to_tensors(*read_pickle_clip(self.files[index]))
 
 
 class ArrayClipDataset(Dataset):
@@ -73,10 +69,9 @@ class ArrayClipDataset(Dataset):
     ``MotionDataset3D``). Files are checked when the Dataset is made and opened lazily in each
     process, so DataLoader workers (fork or spawn, persistent or not) map the file themselves."""
 
-    def __init__(self, data_root: str, subset_list, split: str, gt_2d: bool = False,
-                 no_conf: bool = False):
+    def __init__(self, data_root: str, subset_list, split: str):
         self.folders = [os.path.join(data_root, subset) for subset in subset_list]
-        self.split, self.codec = split, PoseCodec(gt_2d=gt_2d, no_conf=no_conf)
+        self.split = split
         sizes = [len(open_array_clips(folder, split)) for folder in self.folders]
         self.offsets = np.cumsum([0] + sizes)
         self._arrays = None
@@ -100,7 +95,7 @@ class ArrayClipDataset(Dataset):
             raise IndexError(f"clip {index} out of range ({len(self)} clips)")
         part = int(np.searchsorted(self.offsets, index, side="right")) - 1
         clip = torch.from_numpy(np.array(self.arrays()[part][index - self.offsets[part]]))  # one copy
-        return self.codec.encode_input(clip[0], clip[1]).contiguous(), clip[1]
+        return clip[0], clip[1]
 
 
 def set_dataset_epoch(dataset: Dataset, epoch: int, seed: int) -> None:
@@ -111,9 +106,8 @@ def set_dataset_epoch(dataset: Dataset, epoch: int, seed: int) -> None:
         dataset.set_epoch(epoch, seed)
 
 
-def to_model_io(data_input: np.ndarray, data_label: np.ndarray, codec: PoseCodec):
-    """Float tensors ``(model input, label)`` of one clip (always copies, so read-only memory maps
-    are never handed to torch)."""
-    x = torch.tensor(np.asarray(data_input), dtype=torch.float32)
-    y = torch.tensor(np.asarray(data_label), dtype=torch.float32)
-    return codec.encode_input(x, y).contiguous(), y
+def to_tensors(data_input: np.ndarray, data_label: np.ndarray):
+    """Float tensors ``(input, label)`` of one clip (always copies, so read-only memory maps are
+    never handed to torch)."""
+    return (torch.tensor(np.asarray(data_input), dtype=torch.float32),
+            torch.tensor(np.asarray(data_label), dtype=torch.float32))

@@ -365,7 +365,7 @@ class Trainer:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         if self.cfg.flip:
             x, y = random_flip(x, y, coin)
-        target = self.codec.encode_target(y)
+        x, target = self.codec.with_gt_2d(x, y), self.codec.encode_target(y)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg.bf16)):
             loss, terms = self.compute_loss(x, target)
         if not torch.isfinite(loss):
