@@ -1,4 +1,7 @@
 """Model selection without the test set (lib/data/splits.py, Trainer) and protocol labels."""
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -8,11 +11,12 @@ from easydict import EasyDict
 from lib.config.schema import load_config
 from lib.data.h36m import DataReaderH36M, sequence_id
 from lib.data.prepare import ensure_clips
-from lib.data.splits import subject_of, train_clip_sequences, validation_clip_indices, validation_sequences
+from lib.data.splits import (clip_sequences, stored_clip_sequences, subject_of, train_clip_sequences,
+                             validation_clip_indices, validation_sequences)
 from lib.data.synthetic import write_synthetic_h36m
 from lib.engine.evaluator import ValidationScorer, describe, format_table, protocol_name
 from lib.engine.trainer import Trainer, build_run_data
-from lib.errors import ConfigError
+from lib.errors import ConfigError, DataError
 from lib.io import load_json
 from lib.model.checkpoint import read_checkpoint
 
@@ -106,3 +110,23 @@ def test_protocol_names(tds, frames, name):
     table = format_table(results)
     assert f"protocol: {name}" in table and "selected on: validation split" in table and "(epoch 7)" in table
     assert "recipe: EHGFormer static" in table
+
+
+def test_clip_folder_records_each_clips_sequence_so_training_needs_no_source(root, tmp_path):
+    cfg = config(root)
+    reader = DataReaderH36M(cfg.clip_len, cfg.sample_stride, cfg.data_stride, cfg.clip_len, cfg.dt_root, cfg.dt_file)
+    stored = stored_clip_sequences(cfg)
+    assert stored.tolist() == train_clip_sequences(reader).tolist()
+    assert stored_clip_sequences(cfg, "test").tolist() == clip_sequences(reader, "test").tolist()
+    meta = json.loads((root / "clips" / "meta.json").read_text())
+    assert meta["clips"]["train"]["first_frame"] == reader.clip_indices("train")[:, 0].tolist()
+    moved = tmp_path / "elsewhere"                                   # the source is not read
+    shutil.copytree(root / "clips", moved / "clips")
+    no_source = EasyDict(cfg, data_root=str(moved), dt_root=str(tmp_path / "missing"))
+    data = build_run_data(no_source, evaluate=False)
+    held_out = validation_sequences(reader.strided("train", "source"), cfg)
+    assert set(stored[data.loader.dataset.indices]) == set(stored) - held_out and held_out
+    (moved / "clips" / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "clips"}))
+    assert stored_clip_sequences(no_source) is None                  # an older folder: sliced from the source
+    with pytest.raises(DataError):
+        build_run_data(no_source, evaluate=False)

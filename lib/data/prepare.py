@@ -28,6 +28,7 @@ from lib.data.clip_store import (CONVERTER, STORES, array_paths, array_store_val
                                  write_array_clips, write_meta, write_pickle_clips)
 from lib.data.h36m import SPLITS, DataReaderH36M, load_source
 from lib.data.skeleton import NUM_JOINTS
+from lib.data.splits import clip_sequences
 from lib.errors import ConfigError, DataError, InputFileError
 
 
@@ -75,16 +76,25 @@ def convert_source_to_clips(dt_root: str, dt_file: str, out_dir: str, frames: in
         return counts
     remove_stale_stores(out_dir, keep=kept)
     reader = DataReaderH36M(frames, tds, stride, frames, dt_root, dt_file)
-    counts = {}
+    counts, clips = {}, {}
     for split in SPLITS:
+        clips[split] = clip_metadata(reader, split)
         inputs, labels = reader.get_sliced_data(split)
         if "pkl" in todo:
             write_pickle_clips(os.path.join(out_dir, split), inputs, labels, desc=f"{split} clips")
         if "npy" in todo:
             write_array_clips(out_dir, split, inputs, labels)
         counts[split] = len(inputs)
-    write_meta(out_dir, {"spec": spec, "num_clips": counts, "stores": [s for s in STORES if s in kept + todo]})
+    write_meta(out_dir, {"spec": spec, "num_clips": counts, "stores": [s for s in STORES if s in kept + todo],
+                         "clips": clips})
     return counts
+
+
+def clip_metadata(reader: DataReaderH36M, split: str) -> dict:
+    """What a clip needs besides its arrays, per clip in store order: its sequence id and the
+    index of its first frame in the strided split (the clip covers ``frames`` frames from there)."""
+    return {"sequence": clip_sequences(reader, split).tolist(),
+            "first_frame": reader.clip_indices(split)[:, 0].tolist()}
 
 
 def remove_stale_stores(out_dir: str, keep: list[str]) -> None:

@@ -42,9 +42,9 @@ from tqdm import tqdm
 
 from lib.data.codec import PoseCodec
 from lib.data.dataset import make_dataset, set_dataset_epoch
-from lib.data.h36m import DataReaderH36M, reader_from_config
+from lib.data.h36m import reader_from_config
 from lib.data.skeleton import flip
-from lib.data.splits import train_clip_sequences, validation_sequences
+from lib.data.splits import held_out_sequences, stored_clip_sequences, train_clip_sequences
 from lib.config.schema import save_config, to_plain
 from lib.engine import distributed as dist
 from lib.engine.evaluator import Evaluator, ValidationScorer, describe, format_table, save_results
@@ -93,27 +93,33 @@ class RunData:
 
 
 def build_run_data(cfg, rank: int = 0, world: int = 1, seed: int = 0, evaluate: bool = True) -> RunData:
-    """Loader over the training clips minus the validation sequences, and the scorers."""
-    needs_source = evaluate or cfg.select_on == "val" or cfg.random_cameras
+    """Loader over the training clips minus the validation sequences, and the scorers.
+
+    Each clip's sequence comes from the clip folders' ``meta.json``; the source file is read only
+    to evaluate, for random cameras, or to match a folder that does not record its sequences."""
+    sequences = stored_clip_sequences(cfg) if cfg.select_on == "val" else None
+    needs_source = evaluate or cfg.random_cameras or (cfg.select_on == "val" and sequences is None)
     reader = reader_from_config(cfg) if needs_source else None
     dataset = make_dataset(cfg, "train", reader)
-    held_out = validation_sequences(reader.strided("train", "source"), cfg) if reader else set()
+    if cfg.select_on == "val" and sequences is None:
+        sequences = train_clip_sequences(reader)
+    held_out = held_out_sequences(sequences, cfg) if sequences is not None else set()
     if held_out:
-        dataset = Subset(dataset, training_clips(dataset, reader, held_out, cfg))
+        dataset = Subset(dataset, training_clips(len(dataset), sequences, held_out, cfg))
     loader = build_train_loader(dataset, cfg, rank, world, seed)
     if not evaluate:
         return RunData(loader)
     return RunData(loader, Evaluator(cfg, reader), ValidationScorer(cfg, reader, held_out) if held_out else None)
 
 
-def training_clips(dataset: Dataset, reader: DataReaderH36M, held_out: set, cfg) -> np.ndarray:
-    """Indices of the clips that do not belong to a held-out sequence (clip i = ``%08d.pkl`` i)."""
-    sequences = train_clip_sequences(reader)
-    if len(sequences) != len(dataset):
-        raise DataError(f"the clip folder(s) {list(cfg.subset_list)} under {cfg.data_root} hold {len(dataset)} "
-                        f"training clips, but slicing {reader.path} with clip_len {cfg.clip_len}, data_stride "
-                        f"{cfg.data_stride}, sample_stride {cfg.sample_stride} gives {len(sequences)}: the clips "
-                        "were made from another source or with other settings; re-slice them with "
+def training_clips(count: int, sequences: np.ndarray, held_out: set, cfg) -> np.ndarray:
+    """Indices of the ``count`` training clips that do not belong to a held-out sequence, given
+    each clip's sequence (clip i = ``%08d.pkl`` i)."""
+    if len(sequences) != count:
+        raise DataError(f"the clip folder(s) {list(cfg.subset_list)} under {cfg.data_root} hold {count} training "
+                        f"clips, but their record (meta.json) or slicing {cfg.dt_file} with clip_len {cfg.clip_len}, "
+                        f"data_stride {cfg.data_stride}, sample_stride {cfg.sample_stride} gives {len(sequences)}: "
+                        "the clips were made from another source or with other settings; re-slice them with "
                         "python tools/convert_h36m_mixste_style.py (docs/data.md)")
     return np.flatnonzero(~np.isin(sequences, sorted(held_out)))
 
