@@ -7,9 +7,10 @@
 Prints the per-action P1/P2 table of the MotionBERT protocol and of the full-coverage
 evaluation, and saves it as JSON next to the checkpoint (``<name>_eval.json``).
 """
-from lib.config.cli import add_training_args, base_parser, resolve_config
+from lib.config.cli import add_training_args, base_parser, config_inputs, resolve_config
 from lib.engine.run import run_evaluation
 from lib.errors import entry_point
+from lib.io import protected_inputs
 
 
 @entry_point
@@ -18,7 +19,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.evaluate:
         parser.error("--evaluate CHECKPOINT_FILE is required")
-    return run_evaluation(resolve_config(args), args.evaluate)
+    with protected_inputs(config_inputs(args)):
+        return run_evaluation(resolve_config(args), args.evaluate)
 
 
 if __name__ == "__main__":

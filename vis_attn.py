@@ -7,8 +7,9 @@
 Writes spatial, temporal, hyperedge and relation-bias heatmaps averaged over test clips, plus
 index.md / index.html, to vis_data/<run name>/ (the checkpoint's folder name) unless --out_dir.
 """
-from lib.config.cli import base_parser, resolve_config
+from lib.config.cli import base_parser, config_inputs, resolve_config
 from lib.errors import entry_point
+from lib.io import protected_inputs
 from lib.vis.attention import run_vis_attn
 
 
@@ -31,8 +32,9 @@ def build_parser():
 @entry_point
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return run_vis_attn(resolve_config(args), args.evaluate, args.out_dir, args.clips, args.layers,
-                        args.heads, args.joint)
+    with protected_inputs({"the checkpoint (--evaluate)": args.evaluate, **config_inputs(args)}):
+        return run_vis_attn(resolve_config(args), args.evaluate, args.out_dir, args.clips, args.layers,
+                            args.heads, args.joint)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ the largest difference is at most 1e-4, otherwise the script stops with an error
 """
 import os
 
-from lib.config.cli import base_parser, resolve_config
+from lib.config.cli import base_parser, config_inputs, resolve_config
 from lib.data.codec import PoseCodec
 from lib.errors import entry_point
 from lib.inference.export import OPSET, PARITY_TOLERANCE, deploy
+from lib.io import check_output_path, protected_inputs
 from lib.model.factory import count_parameters, load_model
 
 
@@ -45,8 +46,14 @@ def metadata(cfg, checkpoint: str) -> dict:
 @entry_point
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = resolve_config(args)
     checkpoint = args.evaluate or os.path.join(args.checkpoint, "best_epoch.bin")
+    with protected_inputs({"the checkpoint being exported": checkpoint, **config_inputs(args)}):
+        return export(args, checkpoint)
+
+
+def export(args, checkpoint: str) -> int:
+    check_output_path(args.deployment, "--deployment")          # before any work
+    cfg = resolve_config(args)
     model = load_model(cfg, checkpoint)
     print(f"loaded {checkpoint}: version {cfg.version}, {count_parameters(model) / 1e6:.2f} M parameters, "
           f"maxlen {cfg.maxlen}, rootrel {cfg.rootrel}")

@@ -23,7 +23,9 @@ from lib.data.keypoints import FORMATS, guess_format, to_h36m
 from lib.data.normalize import normalize_2d
 from lib.errors import InputFileError, entry_point
 from lib.inference.lift import lift
-from lib.inference.session import add_model_args, add_output_args, check_outputs, make_runner, write_results
+from lib.inference.session import (add_model_args, add_output_args, check_outputs, make_runner, model_inputs,
+                                   write_results)
+from lib.io import protected_inputs
 
 
 class InputError(InputFileError):
@@ -88,7 +90,9 @@ def run(args) -> str:
 
 @entry_point
 def main(argv=None) -> int:
-    run(parse_args(argv))
+    args = parse_args(argv)
+    with protected_inputs({"the keypoint file (--input)": args.input, **model_inputs(args)}):
+        run(args)
     return 0
 
 

@@ -5,14 +5,22 @@ of another model, an impossible flag) raises a :class:`Pose3DError` subclass who
 what is wrong, which file or key, and what to do. Library code never exits the interpreter; the
 entry points (``train.py``, ``evaluate.py``, ``tools/*.py``, ``deployment/*.py``, ...) wrap their
 ``main`` with :func:`entry_point`, which turns a ``Pose3DError`` into one line
-``error: ...`` on stderr and exit status 2. Any other exception is a bug and keeps its traceback.
+``error: ...`` on stderr and exit status 2. An :class:`OSError` (disk full, read-only folder, a
+file where a folder is needed, permissions) is the user's environment, not a bug: it ends the same
+way, naming the path and the cause (:func:`os_error_message`). Ctrl-C ends with one line (exit
+status 130; the trainer's :class:`Interrupted` says how to resume). Any other exception is a bug
+and keeps its traceback. An error raised in a DataLoader worker reaches the user as the worker's
+original one-line message (:func:`one_line`), not the worker's traceback.
 
 All of them are ``ValueError`` subclasses (a bad value from outside), so callers that predate
 this module keep working.
 """
 from __future__ import annotations
 
+import errno
 import functools
+import os
+import re
 import sys
 
 
@@ -42,6 +50,21 @@ class TrainingDiverged(Pose3DError):
     """The loss became NaN or infinite; the message names the last good checkpoint."""
 
 
+class FileSystemError(Pose3DError):
+    """The operating system refused a read or write (disk full, read-only, permissions, a file where
+    a folder is needed); the message names the path and the cause."""
+
+
+class RunFolderBusy(Pose3DError):
+    """Another process owns the run or clip folder (its lock is held); the message names its PID."""
+
+
+class Interrupted(Pose3DError):
+    """Ctrl-C (SIGINT); the message says what is on disk and how to go on. Exit status 130."""
+
+    exit_status = 130
+
+
 class VerificationFailed(Pose3DError):
     """A result failed its own check (e.g. ONNX parity); nothing was written. Exit status 1."""
 
@@ -59,22 +82,68 @@ class UserExit(SystemExit):
         return self.message
 
 
+# What the OS error numbers mean to a user of Pose3D (the rest use the system's own text).
+_OS_CAUSES = {
+    errno.ENOSPC: "no space left on the device (disk full)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EEXIST: "a file is in the way where a folder is needed",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder, not a file",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+
+
+def os_error_message(err: OSError, path: str | None = None, doing: str = "") -> str:
+    """One line naming the path (``path``, else the error's own file names) and the cause."""
+    where = path or err.filename
+    if err.filename2 and not path:
+        where = f"{err.filename} -> {err.filename2}"
+    cause = _OS_CAUSES.get(err.errno) or err.strerror or str(err) or type(err).__name__
+    if err.errno == errno.EEXIST and where and os.path.isfile(str(where)):
+        cause = "it is a file; a folder is needed here"
+    prefix = f"cannot {doing} " if doing else ""
+    return f"{prefix}{where}: {cause}" if where else f"{prefix.strip() or 'operating system error'}: {cause}"
+
+
+# How a DataLoader worker's exception arrives: the worker's formatted traceback as the message.
+_WORKER = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.")
+
+
 def one_line(err: BaseException) -> str:
-    """The error's message folded onto one line (multi-line hints joined with ' | ')."""
-    parts = [part.strip() for part in str(err).splitlines() if part.strip()]
+    """The error's message folded onto one line (multi-line hints joined with ' | '). An error
+    re-raised from a DataLoader worker is reduced to the worker's original message."""
+    text = str(err)
+    if _WORKER.match(text):
+        name = re.escape(type(err).__name__)
+        lines = text.splitlines()
+        starts = [i for i, line in enumerate(lines) if re.match(rf"^([\w.]+\.)?{name}: ", line)]
+        if starts:
+            text = "\n".join(lines[starts[-1]:]).split(": ", 1)[1]
+    parts = [part.strip() for part in text.splitlines() if part.strip()]
     return " | ".join(parts) or type(err).__name__
+
+
+def _fail(message: str, status: int):
+    print(message, file=sys.stderr, flush=True)
+    raise UserExit(message, status) from None
 
 
 def entry_point(main):
     """Decorate an entry point's ``main(argv=None)``: a :class:`Pose3DError` becomes
-    ``error: <message>`` on stderr and exit status 2 (1 for :class:`VerificationFailed`); the
-    return value is ignored (status 0)."""
+    ``error: <message>`` on stderr and exit status 2 (1 for :class:`VerificationFailed`, 130 for
+    :class:`Interrupted`); an :class:`OSError` becomes ``error: <path>: <cause>`` (status 2); Ctrl-C
+    outside the trainer ``error: interrupted`` (status 130). The return value is ignored (status 0)."""
     @functools.wraps(main)
     def wrapped(*args, **kwargs):
         try:
             return main(*args, **kwargs)
         except Pose3DError as err:
-            message = f"error: {one_line(err)}"
-            print(message, file=sys.stderr, flush=True)
-            raise UserExit(message, err.exit_status) from None
+            _fail(f"error: {one_line(err)}", err.exit_status)
+        except OSError as err:
+            _fail(f"error: {os_error_message(err)}", 2)
+        except KeyboardInterrupt:
+            _fail("error: interrupted (Ctrl-C); nothing half-written was left behind", 130)
     return wrapped

@@ -4,7 +4,14 @@ Writing: :func:`atomic_write` is the only way a file is written. The data goes t
 file beside the target (``<name>.pose3d-tmp-<pid>``, one naming scheme everywhere) and is renamed
 into place only when complete, so a killed process never leaves a half-written file under the
 real name; :func:`remove_stale_temp_files` deletes temporaries a killed run left behind (trainers
-call it on start). Helpers for each format (:func:`write_json`, :func:`write_yaml`,
+call it on start). An :class:`OSError` while writing (disk full, read-only folder, permissions)
+becomes a :class:`~lib.errors.FileSystemError` naming the real target (never the temporary name)
+and saying the file already there is unchanged.
+
+No command writes over a file it reads: an entry point names the files it reads in
+:func:`protected_inputs`, and :func:`check_output_path` -- called by every writer here and by the
+entry points on their output flags before any work -- refuses a target that is one of them
+(resolved paths, symbolic and hard links included). Helpers for each format (:func:`write_json`, :func:`write_yaml`,
 :func:`save_torch`, :func:`write_pickle`, :func:`save_npy`, :func:`save_npz`) build on it.
 
 Reading: one safe loader per file type, each raising a :class:`~lib.errors.Pose3DError` subclass
@@ -33,7 +40,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import yaml
 
-from lib.errors import CheckpointError, ConfigError, DataError, InputFileError, Pose3DError
+from lib.errors import (CheckpointError, ConfigError, DataError, FileSystemError, InputFileError, Pose3DError,
+                        os_error_message)
 
 TMP_MARK = ".pose3d-tmp-"
 
@@ -65,12 +73,12 @@ def atomic_write(path: str, mode: str = "wb") -> Iterator[Any]:
     check_output_path(path)
     tmp = temp_path(path)
     try:
-        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            yield f
-        os.replace(tmp, path)
+        with _os_errors_of_writing(path):
+            with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+                yield f
+            os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        _remove_quietly(tmp)
 
 
 @contextlib.contextmanager
@@ -81,24 +89,87 @@ def atomic_path(path: str) -> Iterator[str]:
     check_output_path(path)
     tmp = temp_path(path, keep_suffix=True)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with _os_errors_of_writing(path):
+            yield tmp
+            os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        _remove_quietly(tmp)
 
 
-def check_output_path(path: str) -> None:
-    """Refuse a folder as an output file; create the parent folder."""
+@contextlib.contextmanager
+def _os_errors_of_writing(path: str) -> Iterator[None]:
+    """An OSError while writing ``path`` -> :class:`FileSystemError` naming ``path`` and the cause."""
+    existed = os.path.exists(path)
+    try:
+        yield
+    except OSError as err:
+        kept = f"; the {path} already there is unchanged" if existed else "; nothing was written"
+        raise FileSystemError(os_error_message(err, path, "write") + kept) from None
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+# Files the running command reads: realpath -> (what, path as typed). See protected_inputs().
+_READING: dict[str, tuple[str, str]] = {}
+
+
+@contextlib.contextmanager
+def protected_inputs(named: dict[str, str | None]) -> Iterator[None]:
+    """While the block runs, :func:`check_output_path` refuses to write over any of the files in
+    ``named`` (``{what: path}``, e.g. ``{"the checkpoint (-e)": ...}``; None/empty ignored)."""
+    added = {os.path.realpath(p): (what, p) for what, p in named.items() if p}
+    added = {real: v for real, v in added.items() if real not in _READING}
+    _READING.update(added)
+    try:
+        yield
+    finally:
+        for real in added:
+            _READING.pop(real, None)
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)           # hard links
+    except OSError:
+        return False
+
+
+def refuse_if_read(path: str, flag: str = "") -> None:
+    """:class:`InputFileError` if ``path`` is one of the files the command reads (:func:`protected_inputs`)."""
+    for real, (what, typed) in _READING.items():
+        if _same_file(path, real):
+            name = f"{flag} {path}" if flag else f"output path {path!r}"
+            same = "" if os.path.realpath(path) == real else " (the same file through a link)"
+            raise InputFileError(f"{name} is {what} {typed}{same}, which this command reads; writing it would "
+                                 "destroy it: choose another output path")
+
+
+def remove_file(path: str) -> None:
+    """Delete ``path`` if it exists (an output being replaced), never a file the command reads."""
+    refuse_if_read(path)
+    _remove_quietly(path)
+
+
+def check_output_path(path: str, flag: str = "") -> None:
+    """Refuse a folder as an output file and a file the command reads (:func:`protected_inputs`);
+    create the parent folder. ``flag`` names the output in the message (e.g. ``--out``)."""
     if not path:
-        raise InputFileError("empty output path")
+        raise InputFileError(f"empty {flag or 'output path'}")
     if os.path.isdir(path):
-        raise InputFileError(f"output path {path!r} is a folder; give a file name")
+        raise InputFileError(f"{f'{flag} {path}' if flag else f'output path {path!r}'} is a folder; give a file name")
+    refuse_if_read(path, flag)
     parent = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(parent, exist_ok=True)
     except OSError as err:
-        raise InputFileError(f"cannot create the folder of {path!r}: {err.strerror}") from None
+        raise FileSystemError(os_error_message(err, parent, "create the folder")) from None
 
 
 def remove_stale_temp_files(folder: str) -> list[str]:

@@ -7,19 +7,26 @@ and -- for the malicious pickles of every pickled file type (source, clip, check
 marker file created by the pickle's ``__reduce__``. Cases in :data:`SUBPROCESS` (at least one per
 entry point) run as ``python <script>`` to prove the real exit status and stderr; the others run
 in-process through the script's ``main(argv)`` (same ``entry_point`` wrapper, no start-up cost).
+Kinds beyond bad files: "output over input" (an output path that is, or links to, a file the command
+reads: refused before any work), "OS error" (a file where a run folder is needed, a negative seed,
+and a full disk or read-only folder, simulated in-process for every write through lib/io.py: the
+files already there must stay byte-identical). tqdm progress bars on stderr are not messages.
 
-Coverage, 95 cases (computed from the table; see ``test_table_covers_every_entry_point_and_file_type``):
-  per entry point: train.py 34, infer_wild.py 15, convert_h36m_mixste_style.py 14, evaluate.py 10,
-                   deployment_pose3d.py 7, vis_attn.py 6, train_distill.py 5, make_synthetic_h36m.py 4
-  per file type:   config 27 (YAML, flags), checkpoint 22, source pickle 15, keypoints 9, clip pickle 6,
-                   output path 5, fast clip store 4, converter flags 4, synthetic flags 2, ONNX 1
+Coverage, 119 cases (computed from the table; see ``test_table_covers_every_entry_point_and_file_type``):
+  per entry point: train.py 40, infer_wild.py 22, convert_h36m_mixste_style.py 16, evaluate.py 12,
+                   deployment_pose3d.py 12, vis_attn.py 6, train_distill.py 6, make_synthetic_h36m.py 5
+  per file type:   config 27, checkpoint 22, source pickle 15, OS error 14, output over input 10, keypoints 9,
+                   clip pickle 6, output path 5, fast clip store 4, converter flags 4, synthetic flags 2,
+                   ONNX 1
 """
 import collections
+import errno
 import glob
 import hashlib
 import importlib.util
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -53,6 +60,7 @@ class World:
     source: str         # the tiny synthetic source pickle
     clips: str          # its clip folder (both stores, meta.json)
     ckpt: str           # a valid checkpoint of the TINY model
+    run: str            # a finished 1-epoch TINY run folder (resume cases copy it)
 
     @property
     def source_dict(self) -> dict:
@@ -68,7 +76,11 @@ def world(tmp_path_factory) -> World:
     convert_source_to_clips(str(root / "src"), SOURCE, str(root / "clips"), 9, 9, 2)
     ckpt = str(root / "model.bin")
     save_torch(ckpt, {"model_pos": build_model(dict(TINY), verbose=False).state_dict(), "epoch": 1})
-    return World(str(root), source, str(root / "clips"), ckpt)
+    cfg = root / "run.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "dt_root": str(root / "src"), "data_root": str(root),
+                                   "subset_list": ["clips"], "no_eval": True, "select_on": "test"}))
+    entry("train").main(["--config", str(cfg), "--checkpoint", str(root / "run")])
+    return World(str(root), source, str(root / "clips"), ckpt, str(root / "run"))
 
 
 # -- building bad files -------------------------------------------------------------------------
@@ -399,6 +411,113 @@ def wild_text_onnx(d):
     return wild(d, keypoints(d), put(os.path.join(d, "model.onnx"), "this is not a model\n"))
 
 
+# paths the user typed: an output that is a file the command reads
+def copy_of(path: str, d, name: str) -> str:
+    shutil.copy(path, os.path.join(d, name))
+    return os.path.join(d, name)
+
+
+def hard_link(path: str, d, name: str) -> str:
+    os.link(path, os.path.join(d, name))
+    return os.path.join(d, name)
+
+
+def sym_link(path: str, d, name: str) -> str:
+    os.symlink(path, os.path.join(d, name))
+    return os.path.join(d, name)
+
+
+def export_over_checkpoint(link):
+    def build(d):
+        ckpt = copy_of(d.world.ckpt, d, "model.bin")
+        out = ckpt if link is None else link(ckpt, d, "model.onnx")
+        return ["--config", config(d), "-e", ckpt, "--deployment", out]
+    return build
+
+
+def wild_out_over(what: str, flag: str = "--out"):
+    def build(d):
+        kp, ckpt = keypoints(d), copy_of(d.world.ckpt, d, "model.bin")
+        argv = wild(d, kp, ckpt, "--config", config(d))
+        target = {"input": kp, "model": ckpt, "config": argv[-1], "input hard link": hard_link(kp, d, "kp2.npy"),
+                  "out": os.path.join(d, "out.npy")}[what]
+        return argv + [flag, target]
+    return build
+
+
+def evaluate_over_config(d):
+    ckpt = copy_of(d.world.ckpt, d, "m.bin")
+    return ["--config", config(d, name="m_eval.json"), "-e", ckpt]
+
+
+def convert_over_source(d):
+    """The source pickle is named like the fast store's array and --out_dir is its folder."""
+    src = os.path.join(d, "src")
+    os.makedirs(src)
+    shutil.copy(d.world.source, os.path.join(src, "clips_train.npy"))
+    return ["--dt_root", src, "--dt_file", "clips_train.npy", "--out_dir", src, "-f", "9", "-s", "9", "--store", "npy"]
+
+
+# the user's environment: OS errors (files already there stay intact)
+def run_copy(d) -> str:
+    """A copy of the shared finished run (resume cases)."""
+    shutil.copytree(d.world.run, os.path.join(d, "run"))
+    return os.path.join(d, "run")
+
+
+def train_resume_env(d):
+    return ["--config", config(d, no_eval=True, select_on="test"), "--checkpoint", run_copy(d),
+            "--set", "epochs=2"]
+
+
+class _FullDisk:
+    """A file whose writes stop half-way with ENOSPC (a disk that fills up during the write)."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, data):
+        self.f.write(data[:len(data) // 2])
+        self.f.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def fault_open(kind: str):
+    """``open`` for lib.io: writes fail as on a full disk or a read-only folder; reads are untouched."""
+    import builtins
+
+    def fake(path, mode="r", *args, **kwargs):
+        if not any(c in mode for c in "wax+"):
+            return builtins.open(path, mode, *args, **kwargs)
+        if kind == "read-only":
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        return _FullDisk(builtins.open(path, mode, *args, **kwargs))
+    return fake
+
+
+def apply_fault(monkeypatch, kind: str, folder: str) -> None:
+    """Simulate ``kind`` for writes through lib.io (in-process; portable, no mount, works as root);
+    external writers (ONNX export, TensorBoard) see a read-only folder at the rename."""
+    import lib.io
+    monkeypatch.setattr(lib.io, "open", fault_open(kind), raising=False)
+    real_replace = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if str(dst).startswith(folder):
+            raise OSError(errno.EROFS if kind == "read-only" else errno.ENOSPC, "simulated", dst)
+        return real_replace(src, dst, *args, **kwargs)
+    monkeypatch.setattr(lib.io.os, "replace", replace)
+
+
 def out_dir_of(d, name) -> str:
     os.makedirs(os.path.join(d, name))
     return os.path.join(d, name)
@@ -412,6 +531,7 @@ class Case:
     kind: str                         # file type (the coverage summary)
     build: Callable                   # CaseDir -> argv
     expect: str = ""                  # a word the error line must contain
+    fault: str = ""                   # simulated OS condition while it runs ("disk full", "read-only")
 
 
 def cases() -> list[Case]:
@@ -500,6 +620,51 @@ def cases() -> list[Case]:
              lambda d: ["--out", os.path.join(d, "s.pkl"), "--frames_per_video", "0", "--size", "tiny"], "frames"),
         Case("synth-unknown-size", "synth", "config", lambda d: ["--size", "huge"], "size"),
     ]
+    # paths the user typed: no command writes over a file it reads (one line, before any work)
+    table += [
+        Case("export-onto-checkpoint", "export", "output over input", export_over_checkpoint(None), "destroy"),
+        Case("export-onto-checkpoint-hard-link", "export", "output over input", export_over_checkpoint(hard_link),
+             "link"),
+        Case("export-onto-checkpoint-symlink", "export", "output over input", export_over_checkpoint(sym_link),
+             "checkpoint being exported"),
+        Case("wild-out-onto-input", "wild", "output over input", wild_out_over("input"), "keypoint file"),
+        Case("wild-out-onto-input-hard-link", "wild", "output over input", wild_out_over("input hard link"), "link"),
+        Case("wild-out-onto-model", "wild", "output over input", wild_out_over("model"), "model"),
+        Case("wild-render-onto-config", "wild", "output over input", wild_out_over("config", "--render"), "config"),
+        Case("wild-bvh-onto-out", "wild", "output over input", wild_out_over("out", "--bvh"), "--out"),
+        Case("evaluate-results-onto-config", "evaluate", "output over input", evaluate_over_config, "m_eval.json"),
+        Case("convert-store-onto-source", "convert", "output over input", convert_over_source, "source pickle"),
+    ]
+    # the user's environment: OS errors name the path and the cause; files already there stay intact
+    table += [
+        Case("train-checkpoint-is-file", "train", "OS error",
+             lambda d: ["--config", config(d), "--checkpoint", put(os.path.join(d, "runfile"), "x")], "runfile"),
+        Case("train-checkpoint-under-file", "train", "OS error",
+             lambda d: ["--config", config(d), "--checkpoint", os.path.join(put(os.path.join(d, "f"), "x"), "run")],
+             "a folder"),
+        Case("distill-checkpoint-is-file", "distill", "OS error",
+             lambda d: distill_teacher("empty")(d)[:3] + [put(os.path.join(d, "runfile"), "x")]
+             + distill_teacher("empty")(d)[4:], "runfile"),
+        Case("train-seed-negative", "train", "OS error", train_cfg({}, "--seed", "-1"), "--seed"),
+        Case("export-seed-text", "export", "OS error", on_cfg(export_args, {}, "--seed", "one"), "--seed"),
+        Case("wild-out-under-file", "wild", "OS error",
+             lambda d: wild_args(d, config(d))[:-2] + ["--out", os.path.join(put(os.path.join(d, "f"), "x"), "o.npy")],
+             "a folder"),
+        Case("train-resume-disk-full", "train", "OS error", train_resume_env, "disk full", fault="disk full"),
+        Case("train-resume-read-only", "train", "OS error", train_resume_env, "read-only", fault="read-only"),
+        Case("train-new-run-read-only", "train", "OS error", train_cfg({}), "read-only", fault="read-only"),
+        Case("export-read-only", "export", "OS error", lambda d: export_args(d, config(d)), "m.onnx",
+             fault="read-only"),
+        Case("evaluate-disk-full", "evaluate", "OS error",
+             lambda d: ["--config", config(d), "-e", copy_of(d.world.ckpt, d, "m.bin")], "disk full",
+             fault="disk full"),
+        Case("wild-disk-full", "wild", "OS error", lambda d: wild_args(d, config(d)), "out.npy", fault="disk full"),
+        Case("convert-disk-full", "convert", "OS error",
+             lambda d: ["--dt_root", os.path.dirname(d.world.source), "--out_dir", os.path.join(d, "o"),
+                        "-f", "9", "-s", "9"], "disk full", fault="disk full"),
+        Case("synth-read-only", "synth", "OS error", lambda d: ["--out", os.path.join(d, "s.pkl"), "--size", "tiny"],
+             "read-only", fault="read-only"),
+    ]
     return table
 
 
@@ -523,6 +688,7 @@ def snapshot(*folders) -> dict:
 
 
 _MODULES = {}
+PROGRESS = re.compile(r"\|.*\| *\d+/\d+ \[")     # a tqdm progress bar (stderr), not a message
 
 
 def entry(script: str):
@@ -551,16 +717,19 @@ def run_subprocess(script: str, argv: list) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input_ends_in_one_error_line_and_changes_nothing(case, world, tmp_path, capsys):
+def test_bad_input_ends_in_one_error_line_and_changes_nothing(case, world, tmp_path, capsys, monkeypatch):
     d = CaseDir(tmp_path)
     d.world = world
     argv = case.build(d)
     before = snapshot(str(tmp_path), world.root)
-    if case.name in SUBPROCESS:
+    if case.fault:
+        apply_fault(monkeypatch, case.fault, str(tmp_path))
+        status, err = run_in_process(case.script, argv, capsys)
+    elif case.name in SUBPROCESS:
         status, err = run_subprocess(case.script, argv)
     else:
         status, err = run_in_process(case.script, argv, capsys)
-    lines = err.splitlines()
+    lines = [line for line in err.splitlines() if line.strip() and not PROGRESS.search(line)]
     assert "Traceback" not in err, err
     assert status == 2, err
     assert len(lines) == 1 and lines[0].startswith("error: "), err

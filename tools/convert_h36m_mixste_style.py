@@ -11,12 +11,14 @@ Train clips start every ``--stride`` (strided) frames; test clips do not overlap
 subsamples every per-frame array first. Re-running is a no-op. ``--pack`` builds the fast store
 from the per-clip pickles already in ``--out_dir`` (e.g. a folder made by MotionBERT).
 """
+import os
 import time
 
 from lib.config.cli import ArgumentParser, positive_int
 from lib.data.clip_store import pack_pickle_clips
 from lib.data.prepare import convert_source_to_clips
 from lib.errors import entry_point
+from lib.io import protected_inputs
 
 
 def parse_args(argv=None):
@@ -44,8 +46,9 @@ def main(argv=None):
         print(f"{args.out_dir}: packed {counts['train']} train and {counts['test']} test clips "
               f"into the fast store in {time.time() - t0:.1f} s")
         return
-    counts = convert_source_to_clips(args.dt_root, args.dt_file, args.out_dir, args.frames,
-                                     args.stride, args.tds, force=args.force, stores=args.store)
+    with protected_inputs({"the source pickle": os.path.join(args.dt_root, args.dt_file)}):
+        counts = convert_source_to_clips(args.dt_root, args.dt_file, args.out_dir, args.frames,
+                                         args.stride, args.tds, force=args.force, stores=args.store)
     print(f"{args.out_dir}: {counts['train']} train clips, {counts['test']} test clips "
           f"({args.frames} frames, stride {args.stride}, tds {args.tds}, store {args.store}) in {time.time() - t0:.1f} s")
 

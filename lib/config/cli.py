@@ -24,14 +24,27 @@ class ArgumentParser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see {self.prog} --help)")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+def whole_number(text: str, least: int) -> int:
+    """An integer >= ``least`` from a flag's text, else argparse's one-line type error."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return whole_number(text, 1)
+
+
+def seed_int(text: str) -> int:
+    """argparse type of ``--seed``: 0 ... 2**32 - 1 (what numpy's and the sampler's seeds accept)."""
+    value = whole_number(text, 0)
+    if value >= 2 ** 32:
+        raise argparse.ArgumentTypeError(f"must be below 2**32, got {value}")
     return value
 
 
@@ -48,7 +61,7 @@ def base_parser(description: str, config_required: bool = True) -> ArgumentParse
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (docs/config.md), e.g. --set epochs=10 --set pretrained=null; "
                         "--set distill.KEY=VALUE for the distill file; a flag for the same key wins")
-    p.add_argument("--seed", type=int, default=0, help="random seed (model init, data order, flips)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed >= 0 (model init, data order, flips)")
     return p
 
 
@@ -67,6 +80,11 @@ def add_training_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--freeze_backbone_epochs", default=None, metavar="N",
                    help="fine-tune: keep the pretrained parameters fixed for the first N epochs")
     return p
+
+
+def config_inputs(args: argparse.Namespace) -> dict:
+    """The config files the command reads, for :func:`lib.io.protected_inputs` (no output may replace them)."""
+    return {"the --config": getattr(args, "config", None), "the --hyper_cfg": getattr(args, "hyper_cfg", None)}
 
 
 def flag_overrides(args: argparse.Namespace) -> dict:

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lib.errors import ConfigError, DataError
-from lib.io import atomic_path, load_json, load_pickle, write_json, write_pickle
+from lib.io import atomic_path, load_json, load_pickle, remove_file, write_json, write_pickle
 
 META_FILE = "meta.json"
 STORES = ("pkl", "npy")
@@ -74,7 +74,7 @@ def write_pickle_clips(split_dir: str, inputs: np.ndarray, labels: np.ndarray, d
 
 def remove_pickle_clips(split_dir: str) -> None:
     for old in clip_files(split_dir):
-        os.remove(old)
+        remove_file(old)
 
 
 # -- memory-mapped array store ----------------------------------------------------------------
@@ -111,8 +111,7 @@ def write_array_clips(out_dir: str, split: str, inputs: np.ndarray, labels: np.n
 
 def remove_array_clips(out_dir: str, split: str) -> None:
     for path in reversed(array_paths(out_dir, split)):       # header first
-        if os.path.exists(path):
-            os.remove(path)
+        remove_file(path)
 
 
 def open_array_clips(out_dir: str, split: str) -> np.ndarray:

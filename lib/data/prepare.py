@@ -30,6 +30,7 @@ from lib.data.h36m import SPLITS, DataReaderH36M, load_source
 from lib.data.skeleton import NUM_JOINTS
 from lib.data.splits import clip_sequences
 from lib.errors import ConfigError, DataError, InputFileError
+from lib.io import remove_file
 
 
 def clip_spec(source_path: str, frames: int, stride: int, tds: int) -> dict:
@@ -99,9 +100,7 @@ def clip_metadata(reader: DataReaderH36M, split: str) -> dict:
 
 def remove_stale_stores(out_dir: str, keep: list[str]) -> None:
     """Remove meta.json and every store not in ``keep`` (they are rewritten or out of date)."""
-    meta_path = os.path.join(out_dir, "meta.json")
-    if os.path.exists(meta_path):
-        os.remove(meta_path)
+    remove_file(os.path.join(out_dir, "meta.json"))
     for split in SPLITS:
         if "pkl" not in keep:
             remove_pickle_clips(os.path.join(out_dir, split))

@@ -9,6 +9,7 @@ from lib.data.prepare import ensure_clips, ensure_source
 from lib.engine import distributed as dist
 from lib.engine.evaluator import Evaluator, describe, format_table, save_results
 from lib.model.checkpoint import read_checkpoint
+from lib.io import check_output_path, protected_inputs
 from lib.model.factory import load_model
 
 
@@ -38,14 +39,17 @@ def run_evaluation(cfg, checkpoint_path: str) -> dict:
     """Load ``checkpoint_path`` into the configured model, evaluate, print and save the table
     (its ``about`` says which split selected the checkpoint, when the checkpoint records it)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    checkpoint = read_checkpoint(checkpoint_path)
-    model = load_model(cfg, checkpoint_path, checkpoint=checkpoint)
-    ensure_source(cfg)  # the evaluation reads the source pickle, not the clip files
-    results = Evaluator(cfg).run(model.to(device), device)
-    run = checkpoint.run
-    results["about"] = describe(cfg, run and run.selected_on, run and run.epoch)
-    print(format_table(results))
     out = os.path.splitext(checkpoint_path)[0] + "_eval.json"
-    save_results(results, out)
+    with protected_inputs({"the checkpoint being evaluated": checkpoint_path,
+                           "the source pickle": os.path.join(cfg.dt_root, cfg.dt_file)}):
+        check_output_path(out)                            # before the evaluation
+        checkpoint = read_checkpoint(checkpoint_path)
+        model = load_model(cfg, checkpoint_path, checkpoint=checkpoint)
+        ensure_source(cfg)  # the evaluation reads the source pickle, not the clip files
+        results = Evaluator(cfg).run(model.to(device), device)
+        run = checkpoint.run
+        results["about"] = describe(cfg, run and run.selected_on, run and run.epoch)
+        print(format_table(results))
+        save_results(results, out)
     print(f"Saved {out}")
     return results

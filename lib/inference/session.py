@@ -8,10 +8,11 @@ model with :func:`make_runner`, lift with :func:`lib.inference.lift.lift` and wr
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 
-from lib.config.cli import resolve_config
+from lib.config.cli import config_inputs, resolve_config
 from lib.data.codec import PoseCodec
 from lib.errors import InputFileError
 from lib.inference.bvh import UP_AXES
@@ -54,11 +55,24 @@ def make_runner(args):
     return TorchRunner(model, PoseCodec.from_config(cfg).input_channels), cfg.maxlen, bool(cfg.rootrel)
 
 
+def model_inputs(args) -> dict:
+    """The files a lifting command reads besides its input (for :func:`lib.io.protected_inputs`)."""
+    return {"the model (--model)": args.model, **config_inputs(args)}
+
+
 def check_outputs(args, out: str) -> None:
-    """Refuse unusable output paths before any work is done."""
-    for path in (out, args.render, args.bvh):
-        if path:
-            check_output_path(path)
+    """Refuse unusable output paths before any work is done: a folder, a file the command reads
+    (:func:`lib.io.protected_inputs`), or two outputs on one file."""
+    outputs = {"--out": out, "--render": args.render, "--bvh": args.bvh}
+    seen = {}
+    for flag, path in outputs.items():
+        if not path:
+            continue
+        check_output_path(path, flag)
+        real = os.path.realpath(path)
+        if real in seen:
+            raise InputFileError(f"{flag} {path} is also the {seen[real]} output: give each output its own file")
+        seen[real] = flag
     if args.bvh is not None and not args.bvh_height > 0:
         raise InputFileError(f"--bvh_height must be positive centimetres, got {args.bvh_height:g}")
 
