@@ -7,7 +7,7 @@ from torch.utils.data import Subset
 from lib.data import synthetic as syn
 from lib.data.dataset import set_dataset_epoch
 from lib.data.h36m import DataReaderH36M
-from lib.data.normalize import denormalize_3d
+from lib.data.normalize import denormalize_3d, normalize_2d, normalize_3d
 from lib.data.synthetic import body as syn_body
 from lib.data.synthetic import geometric, realism, views
 from lib.errors import DataError
@@ -157,3 +157,45 @@ def test_training_through_random_cameras_resumes_exactly(tmp_path, tiny_config):
     assert tensor_differences(a, b) == []
     source = DataReaderH36M(9, 2, 9, 9, str(tmp_path / "src")).raw
     assert 'joint3d_world' in source['train'] and 'Geometric' in set(source['train']['action'])
+
+
+def test_proxy_motions_crawl_on_all_fours_and_roll_over():
+    from lib.data.synthetic.proxies import crawl_motion, roll_motion
+    bones = syn_body.random_body(np.random.default_rng(0))
+    crawl = crawl_motion(300, np.random.default_rng(1), bones)
+    assert realism.posture_masks(crawl)['trunk_horizontal'].all()
+    assert np.linalg.norm(crawl[-1, 0, :2] - crawl[0, 0, :2]) > 500            # travels
+    on_floor = crawl[:, [2, 5, 13, 16], 2]                                      # knees and wrists
+    assert (on_floor.min(1) < 150).all() and (np.median(on_floor, 0) < 150).all()
+    assert (crawl[:, 0, 2] > 300).all()
+    roll = roll_motion(300, np.random.default_rng(2), bones)
+    fwd, _, up = realism.trunk_frame(roll)
+    assert (np.abs(up[:, 2]) < 0.3).all()                                       # long axis horizontal
+    assert np.ptp(np.unwrap(np.arctan2(fwd[:, 2], fwd[:, :2] @ fwd[0, :2]))) > 2 * np.pi  # a full turn
+    assert realism.video_checks(roll)['joint_limit_violation_frac'] == 0
+
+
+def test_transfer_views_decode_to_the_ground_truth():
+    """The other-configuration test's decoding: a model that returns its input's ground truth
+    scores 0 mm, the flat guess loses exactly the depth."""
+    from types import SimpleNamespace
+    from lib.data.skeleton import flip
+    from tools.bench.experiments import lift_view, transfer_videos, views_of
+    cfg = SimpleNamespace(sample_stride=2, maxlen=32, rootrel=True)   # one window per video
+    subject, _, world = transfer_videos(frames=60)[0]
+    for cameras in ('h36m', 'random'):
+        pixels, image, factor, w, h = views_of(world, subject, cameras, np.random.default_rng(0))[0]
+        clean = normalize_2d(image[::2, :, :2], w, h)
+        truth = normalize_3d(image[::2], w, h)
+        truth = truth - truth[:, :1]                      # what a static model predicts
+
+        def oracle(x):                                    # the ground truth, mirrored when flipped
+            mirrored = not np.allclose(x[0, :, :, :2], clean, atol=1e-4)
+            out = truth[None].repeat(len(x), 0)
+            return flip(torch.from_numpy(out)).numpy() if mirrored else out
+
+        oracle.fixed_len = None
+        pred, flat, gt = lift_view(cfg, oracle, image[..., :2], image, factor, w, h)
+        np.testing.assert_allclose(pred, gt, atol=0.05)
+        np.testing.assert_allclose(flat[..., :2], gt[..., :2], atol=1e-6)
+        assert np.abs(flat[..., 2] - gt[..., 2]).mean() > 20

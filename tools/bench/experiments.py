@@ -5,6 +5,8 @@
     python tools/bench/experiments.py cross_family  # train without one motion family, score it
     python tools/bench/experiments.py baseline [--config C]  # P1 of always predicting the mean pose
     python tools/bench/experiments.py postures --config C --checkpoint CKPT  # P1 by what the person does
+    python tools/bench/experiments.py transfer --config C --checkpoint CKPT  # another generator configuration
+    python tools/bench/experiments.py draw --config C --checkpoint CKPT      # docs/img/lifted_postures.png
 
 The first three train the quick-start configuration (configs/pose3d/quickstart.yaml, its synthetic data is
 made on first use) with an evaluation after every epoch and print a table.
@@ -26,6 +28,17 @@ protocol's frames), grouped by what the person does in that frame, read from the
 world-space poses (regenerated, and checked to be the file's): lying, airborne (jumping or
 running flight), running (pelvis > 1.8 m/s), walking (0.5-1.8 m/s), crouching or sitting
 (pelvis below 60 % of leg length), standing (the rest); beside the mean-pose baseline's P1.
+``transfer``: no training; a checkpoint scored on a test set made by a *different generator
+configuration* than any training set (:func:`transfer_videos`): another seed, bodies with the
+geometric sequences' wide proportions, per video (not per subject), the 15 actions plus motions the
+generator never trains on (crawling on all fours, rolling along the floor,
+``lib/data/synthetic/proxies.py``), 300-frame videos, 6 px Gaussian 2D noise with confidence 1
+(not the detector model), seen either by the four H36M cameras of S9 / S11 (the maintainers'
+real-motion protocol) or by random cameras (``views.random_camera``). Each video is lifted whole
+through ``lib.inference.lift`` at the config's tds, as a user would; P1 / P2 in mm of the 2.5D
+pose (root-relative, every frame), beside the flat guess (the noisy 2D at the root's depth).
+``draw``: a walking, sitting, crawling and lying person (one video each, an H36M camera, 6 px
+noise) lifted from 2D, drawn as ground truth vs prediction to ``docs/img/lifted_postures.png``.
 """
 from __future__ import annotations
 
@@ -37,8 +50,18 @@ import torch
 
 from lib.config.cli import ArgumentParser
 from lib.config.schema import load_config, parse_override
+from lib.data import camera as cam
+from lib.data.normalize import normalize_2d
 from lib.data.synthetic import make_synthetic_h36m, realism
+from lib.data.synthetic.body import random_body
+from lib.data.synthetic.cameras import depth_image, image_space, vary_placement
 from lib.data.synthetic.dataset import ACTIONS, TEST_SUBJECTS
+from lib.data.synthetic.geometric import BODY_SPREAD
+from lib.data.synthetic.motions import synthesize_motion
+from lib.data.synthetic.proxies import crawl_motion, roll_motion
+from lib.data.synthetic.views import random_camera
+from lib.engine.metrics import mpjpe, p_mpjpe
+from lib.inference.lift import TorchRunner, lift
 from lib.data.synthetic.motions import FAMILIES
 from lib.data.codec import PoseCodec
 from lib.data.h36m import reader_from_config
@@ -93,10 +116,12 @@ def recipes(args) -> None:
         print(f"| {name} | v{model['version']} | {best['epoch'] + 1} | {best['p1']:.2f} | {best['p2']:.2f} |", flush=True)
 
 
-def held_out_source(folder: str, family: str, size: str) -> str:
-    """A source file whose train split lacks ``family``'s actions and whose test split is only them."""
+def held_out_source(folder: str, family: str, cfg) -> str:
+    """A source file whose train split lacks ``family``'s actions and whose test split is only them
+    (generated as the config generates its own: size, geometric share, world joints)."""
     others = [a for a in ACTIONS.values() if a not in FAMILIES[family]]
-    data = {"train": make_synthetic_h36m(0, size, actions=others)["train"],
+    size, options = cfg.synthetic_data, {"geometric": cfg.synthetic_geometric, "world": cfg.random_cameras}
+    data = {"train": make_synthetic_h36m(0, size, actions=others, **options)["train"],
             "test": make_synthetic_h36m(0, size, actions=list(FAMILIES[family]))["test"]}
     write_pickle(os.path.join(folder, "src", "h36m_sh_conf_cam_source_final.pkl"), data)
     return folder
@@ -108,13 +133,13 @@ def family_p1(results: dict, actions) -> float:
 
 
 def cross_family(args) -> None:
-    size = load_config(QUICKSTART).synthetic_data
+    cfg = load_config(QUICKSTART, None, None, args.extra)
     base = train({"eval_full_coverage": False}, None, args.seed, args.epochs, args.extra, keep=True)
     print("| held-out family (actions) | trained on all families: P1 (mm) | trained without it: P1 (mm) | ratio |\n"
           "|---|---|---|---|")
     for family, actions in FAMILIES.items():
         with tempfile.TemporaryDirectory() as folder:
-            held_out_source(folder, family, size)
+            held_out_source(folder, family, cfg)
             where = {"dt_root": os.path.join(folder, "src"), "data_root": folder, "subset_list": ["clips"],
                      "synthetic_data": None, "eval_full_coverage": False}
             alone = train(where, None, args.seed, args.epochs, args.extra, keep=True)
@@ -187,12 +212,126 @@ def postures(args) -> None:
           f"{err[covered, 1].mean():.1f} | {base[covered, 0].mean():.1f} |")
 
 
+TRANSFER_SEED, TRANSFER_FRAMES, TRANSFER_NOISE_PX = 7, 300, 6.0
+EXTRA_MOTIONS = {"Crawling": crawl_motion, "Rolling": roll_motion}
+
+
+def transfer_videos(seed: int = TRANSFER_SEED, frames: int = TRANSFER_FRAMES) -> list[tuple[int, str, np.ndarray]]:
+    """(subject, motion name, world joints [frames, 17, 3] mm) of the other-configuration test set:
+    per test subject the 15 actions and two of each extra motion, each with its own wide-range body."""
+    out = []
+    for subject in TEST_SUBJECTS:
+        names = list(ACTIONS.values()) + [name for name in EXTRA_MOTIONS for _ in range(2)]
+        for k, name in enumerate(names):
+            rng = np.random.default_rng([seed, subject, k])
+            bones = random_body(rng, BODY_SPREAD)
+            make = EXTRA_MOTIONS.get(name)
+            out.append((subject, name, make(frames, rng, bones) if make else synthesize_motion(name, frames, rng, bones)))
+    return out
+
+
+def views_of(world: np.ndarray, subject: int, cameras: str, rng: np.random.Generator):
+    """(pixels [T, 17, 2], joint3d_image [T, 17, 3], factor [T], width, height) per camera of a video:
+    the subject's four H36M cameras (scene placement varied as the 'default' set does) or two
+    random cameras."""
+    out = []
+    for k in range(len(cam.CAMERA_IDS)) if cameras == "h36m" else range(2):
+        if cameras == "h36m":
+            seen = vary_placement(world, cam.extrinsics(subject, k)[1], rng)
+            image, factor = image_space(cam.world_to_camera(seen, f"S{subject}", k), k)
+            width, height = cam.resolution(k)
+        else:
+            camera = random_camera(rng, world)
+            x_cam = camera.to_camera(world)
+            image, factor = depth_image(x_cam, camera.to_pixel(x_cam), camera.f)
+            width, height = camera.width, camera.height
+        out.append((image[..., :2] + rng.normal(0, TRANSFER_NOISE_PX, image[..., :2].shape), image, factor, width, height))
+    return out
+
+
+def lift_view(cfg, runner, pixels, image, factor, width, height) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(prediction, flat guess, ground truth) root-relative in mm [T', 17, 3] of one view, lifted
+    whole at the config's tds (frames 0, tds, 2 tds, ...)."""
+    keep = slice(0, None, cfg.sample_stride)
+    pixels, image, factor = pixels[keep], image[keep], factor[keep]
+    x = np.concatenate([normalize_2d(pixels, width, height), np.ones(pixels.shape[:2] + (1,), np.float32)], -1)
+    pred = lift(x, runner, cfg.maxlen, bool(cfg.rootrel), cfg.maxlen // 3)
+    pred_px = PoseCodec(True).decode_pixels(pred - pred[:, :1], width, height)
+    mm = lambda a: (a - a[:, :1]) * factor[:, None, None]
+    flat = np.concatenate([pixels, np.zeros(pixels.shape[:2] + (1,))], -1)
+    return mm(pred_px.astype(np.float64)), mm(flat), mm(image.astype(np.float64))
+
+
+def transfer(args) -> None:
+    cfg = load_config(args.config, None, None, args.extra)
+    runner = TorchRunner(load_model(cfg, args.checkpoint), PoseCodec.from_config(cfg).input_channels)
+    groups = {"everyday (15 actions)": set(ACTIONS.values()), "crawling": {"Crawling"}, "rolling": {"Rolling"}}
+    print(f"{args.checkpoint}: other-configuration test (seed {TRANSFER_SEED}, wide bodies, crawling and rolling "
+          f"added, {TRANSFER_NOISE_PX:g} px Gaussian noise), lifted whole at tds {cfg.sample_stride}; mm")
+    print("| cameras | motions | frames | P1 | P2 | flat guess P1 |\n|---|---|---|---|---|---|")
+    videos = transfer_videos()
+    for cameras in ("h36m", "random"):
+        rng = np.random.default_rng([TRANSFER_SEED, 99, cameras == "h36m"])
+        rows = {name: [] for name in groups}
+        for subject, motion, world in videos:
+            for view in views_of(world, subject, cameras, rng):
+                pred, flat, gt = lift_view(cfg, runner, *view)
+                errors = np.stack([mpjpe(pred, gt), p_mpjpe(pred, gt), mpjpe(flat, gt)], 1)
+                rows[next(g for g, names in groups.items() if motion in names)].append(errors)
+        rows["all"] = [e for v in list(rows.values()) for e in v]
+        for name, parts in rows.items():
+            e = np.concatenate(parts)
+            print(f"| {cameras} | {name} | {len(e)} | {e[:, 0].mean():.1f} | {e[:, 1].mean():.1f} | {e[:, 2].mean():.1f} |",
+                  flush=True)
+
+
+def draw(args) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from lib.data.skeleton import LIMBS
+    cfg = load_config(args.config, None, None, args.extra)
+    runner = TorchRunner(load_model(cfg, args.checkpoint), PoseCodec.from_config(cfg).input_channels)
+    rng = np.random.default_rng(TRANSFER_SEED)
+    bones = random_body(rng)
+    people = {"walking": synthesize_motion("Walking", 200, rng, bones),
+              "sitting": synthesize_motion("SittingDown", 400, np.random.default_rng(3), bones),
+              "crawling": crawl_motion(200, rng, bones), "lying": roll_motion(200, rng, bones)}
+    fig = plt.figure(figsize=(16, 8))
+    for col, (name, world) in enumerate(people.items()):
+        pixels, image, factor, width, height = views_of(world, 9, "h36m", rng)[1]
+        pred, _, gt = lift_view(cfg, runner, pixels, image, factor, width, height)
+        frame = int(np.argmax(realism.posture_masks(world[::cfg.sample_stride])["crouch_or_sit"])) if name == "sitting" \
+            else len(gt) // 2
+        p1 = float(mpjpe(pred, gt).mean())
+        ax2 = fig.add_subplot(2, 4, col + 1)
+        ax2.imshow(np.ones((height, width, 3)))
+        ax3 = fig.add_subplot(2, 4, col + 5, projection="3d")
+        for parent, child in LIMBS:
+            p = pixels[::cfg.sample_stride][frame][[parent, child]]
+            ax2.plot(p[:, 0], p[:, 1], "k-")
+            for pose, style in ((gt, "g-"), (pred, "r-")):
+                seg = pose[frame][[parent, child]]
+                ax3.plot(seg[:, 0], seg[:, 2], -seg[:, 1], style)
+        ax2.set_title(f"{name}: 2D input (H36M camera, 6 px noise)")
+        ax3.set_title(f"3D: truth green, lifted red (clip P1 {p1:.0f} mm)")
+        ax3.set_box_aspect((1, 1, 1))
+        limit = np.abs(gt[frame]).max() * 1.1
+        ax3.set_xlim(-limit, limit); ax3.set_ylim(-limit, limit); ax3.set_zlim(-limit, limit)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=80)
+    print(f"wrote {args.out}")
+
+
 @entry_point
 def main(argv=None) -> None:
     p = ArgumentParser(__doc__)
-    p.add_argument("experiment", choices=("selection", "recipes", "cross_family", "baseline", "postures"))
+    p.add_argument("experiment", choices=("selection", "recipes", "cross_family", "baseline", "postures", "transfer",
+                                          "draw"))
     p.add_argument("--config", default=QUICKSTART, help="baseline, postures: the config whose test split is scored")
-    p.add_argument("--checkpoint", default=None, help="postures: the checkpoint to score")
+    p.add_argument("--checkpoint", default=None, help="postures, transfer, draw: the checkpoint to score")
+    p.add_argument("--out", default="docs/img/lifted_postures.png", help="draw: the image to write")
     p.add_argument("--epochs", type=int, default=None, help="default: the quick start's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -200,10 +339,10 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     args.extra = dict(parse_override(text) for text in args.overrides)
     args.epochs = args.epochs or int(load_config(QUICKSTART).epochs)
-    if args.experiment == "postures" and not args.checkpoint:
-        p.error("postures needs --checkpoint")
-    {"selection": selection, "recipes": recipes, "cross_family": cross_family,
-     "baseline": baseline, "postures": postures}[args.experiment](args)
+    if args.experiment in ("postures", "transfer", "draw") and not args.checkpoint:
+        p.error(f"{args.experiment} needs --checkpoint")
+    {"selection": selection, "recipes": recipes, "cross_family": cross_family, "baseline": baseline,
+     "postures": postures, "transfer": transfer, "draw": draw}[args.experiment](args)
 
 
 if __name__ == "__main__":

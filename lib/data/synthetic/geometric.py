@@ -72,8 +72,13 @@ def geometric_motion(n_frames: int, rng: np.random.Generator, bones: dict[str, f
     ang = _limb_angles(rng, t, every)
     mode, glob = _orientation(rng, t, every)
     rel = forward_kinematics(limit_angles({**ang, **glob}), bones)
-    height = (CONTACT_RADIUS_MM[None] - rel[..., 2]).max(1)           # lowest part on the floor
     keys = _n_keys(t[-1], every)
-    path = _keys(np.cumsum(rng.normal(0, DRIFT_MM_PER_KEY, (keys, 2)), 0), n_frames)
-    world = rel + np.concatenate([path, height[:, None]], 1)[:, None]
+    world = rest_on_floor(rel, _keys(np.cumsum(rng.normal(0, DRIFT_MM_PER_KEY, (keys, 2)), 0), n_frames))
     return (world, mode) if with_mode else world
+
+
+def rest_on_floor(rel: np.ndarray, path: np.ndarray) -> np.ndarray:
+    """Pelvis-relative joints [T, 17, 3] placed at the horizontal ``path`` [T, 2] (mm), raised
+    so that the lowest body part rests on the floor at its own thickness in every frame."""
+    height = (CONTACT_RADIUS_MM[None] - rel[..., 2]).max(1)
+    return rel + np.concatenate([path, height[:, None]], 1)[:, None]
