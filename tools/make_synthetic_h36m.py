@@ -20,9 +20,15 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="random seed (>= 0)")
     p.add_argument("--size", choices=sorted(SIZES), default="default", help="frames per video")
     p.add_argument("--frames_per_video", type=int, default=None, help="override the size's length")
+    p.add_argument("--geometric", type=float, default=0.0,
+                   help="share of training sequences replaced by geometric ones (config: synthetic_geometric)")
+    p.add_argument("--world", action="store_true",
+                   help="add train/joint3d_world, what random_cameras: true trains on")
     args = p.parse_args(argv)
     if args.seed < 0:
         p.error(f"--seed must be >= 0, got {args.seed}")
+    if not 0.0 <= args.geometric <= 1.0:
+        p.error(f"--geometric must be in [0, 1], got {args.geometric}")
     if args.frames_per_video is not None and args.frames_per_video < 2:
         p.error(f"--frames_per_video must be at least 2, got {args.frames_per_video}")
     return args
@@ -32,7 +38,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     summary = write_synthetic_h36m(args.out, seed=args.seed, size=args.size,
-                                   frames_per_video=args.frames_per_video)
+                                   frames_per_video=args.frames_per_video, geometric=args.geometric,
+                                   world=args.world)
     frames = ", ".join(f"{split} {n:,} frames" for split, n in summary["frames"].items())
     print(f"wrote {summary['path']}: {frames}; {summary['bytes'] / 2 ** 20:.1f} MiB; "
           f"generated in {summary['generate_s']:.2f} s, written in {summary['write_s']:.2f} s")
