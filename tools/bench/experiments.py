@@ -7,6 +7,7 @@
     python tools/bench/experiments.py postures --config C --checkpoint CKPT  # P1 by what the person does
     python tools/bench/experiments.py transfer --config C --checkpoint CKPT  # another generator configuration
     python tools/bench/experiments.py draw --config C --checkpoint CKPT      # docs/img/lifted_postures.png
+    python tools/bench/experiments.py camera_cost   # per-step cost of random cameras vs the clip store
 
 The first three train the quick-start configuration (configs/pose3d/quickstart.yaml, its synthetic data is
 made on first use) with an evaluation after every epoch and print a table.
@@ -39,6 +40,8 @@ through ``lib.inference.lift`` at the config's tds, as a user would; P1 / P2 in 
 pose (root-relative, every frame), beside the flat guess (the noisy 2D at the root's depth).
 ``draw``: a walking, sitting, crawling and lying person (one video each, an H36M camera, 6 px
 noise) lifted from 2D, drawn as ground truth vs prediction to ``docs/img/lifted_postures.png``.
+``camera_cost``: the quick-start config with ``random_cameras`` false and true (each with its own
+data folder under ``--folder``): time of 100 loader batches and of 25 train steps (after 5).
 """
 from __future__ import annotations
 
@@ -324,14 +327,46 @@ def draw(args) -> None:
     print(f"wrote {args.out}")
 
 
+def camera_cost(args) -> None:
+    import time
+    from lib.engine.trainer import build_run_data
+    for random_cameras in (False, True):
+        root = os.path.join(args.folder, f"random_cameras_{random_cameras}")
+        cfg = load_config(QUICKSTART, None, None, {"dt_root": os.path.join(root, "src"), "data_root": root,
+                                                    "subset_list": ["clips"], "random_cameras": random_cameras,
+                                                    "no_eval": True, **args.extra})
+        prepare_data(cfg)
+        data = build_run_data(cfg, evaluate=False)
+        data.loader.sampler.set_epoch(0)
+        start, batches = time.perf_counter(), []
+        for x, y in data.loader:
+            batches.append((x, y))
+            if len(batches) == 100:
+                break
+        data_ms = (time.perf_counter() - start) / len(batches) * 1000
+        with tempfile.TemporaryDirectory() as run:
+            trainer = Trainer(cfg, run, seed=args.seed)
+            trainer.setup(data=data)
+            coin = torch.Generator().manual_seed(0)
+            for x, y in batches[:5]:
+                trainer.train_step(x, y, coin)
+            start = time.perf_counter()
+            for x, y in batches[5:30]:
+                trainer.train_step(x, y, coin)
+            step_ms = (time.perf_counter() - start) / 25 * 1000
+        name = "random cameras" if random_cameras else "clip store"
+        print(f"{name}: {data_ms:.1f} ms per loader batch of {cfg.batch_size}, train step {step_ms:.1f} ms", flush=True)
+
+
 @entry_point
 def main(argv=None) -> None:
     p = ArgumentParser(__doc__)
     p.add_argument("experiment", choices=("selection", "recipes", "cross_family", "baseline", "postures", "transfer",
-                                          "draw"))
+                                          "draw", "camera_cost"))
     p.add_argument("--config", default=QUICKSTART, help="baseline, postures: the config whose test split is scored")
     p.add_argument("--checkpoint", default=None, help="postures, transfer, draw: the checkpoint to score")
     p.add_argument("--out", default="docs/img/lifted_postures.png", help="draw: the image to write")
+    p.add_argument("--folder", default="/tmp/pose3d_camera_cost", help="camera_cost: where its data is made")
     p.add_argument("--epochs", type=int, default=None, help="default: the quick start's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -342,7 +377,7 @@ def main(argv=None) -> None:
     if args.experiment in ("postures", "transfer", "draw") and not args.checkpoint:
         p.error(f"{args.experiment} needs --checkpoint")
     {"selection": selection, "recipes": recipes, "cross_family": cross_family, "baseline": baseline,
-     "postures": postures, "transfer": transfer, "draw": draw}[args.experiment](args)
+     "postures": postures, "transfer": transfer, "draw": draw, "camera_cost": camera_cost}[args.experiment](args)
 
 
 if __name__ == "__main__":
