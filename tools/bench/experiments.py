@@ -57,12 +57,12 @@ from lib.data import camera as cam
 from lib.data.normalize import normalize_2d
 from lib.data.synthetic import make_synthetic_h36m, realism
 from lib.data.synthetic.body import random_body
-from lib.data.synthetic.cameras import depth_image, image_space, vary_placement
+from lib.data.synthetic.cameras import vary_placement
 from lib.data.synthetic.dataset import ACTIONS, TEST_SUBJECTS
 from lib.data.synthetic.geometric import BODY_SPREAD
 from lib.data.synthetic.motions import synthesize_motion
 from lib.data.synthetic.proxies import crawl_motion, roll_motion
-from lib.data.synthetic.views import random_camera
+from lib.data.synthetic.views import random_camera, seen_by
 from lib.engine.metrics import mpjpe, p_mpjpe
 from lib.inference.lift import TorchRunner, lift
 from lib.data.synthetic.motions import FAMILIES
@@ -240,14 +240,9 @@ def views_of(world: np.ndarray, subject: int, cameras: str, rng: np.random.Gener
     out = []
     for k in range(len(cam.CAMERA_IDS)) if cameras == "h36m" else range(2):
         if cameras == "h36m":
-            seen = vary_placement(world, cam.extrinsics(subject, k)[1], rng)
-            image, factor = image_space(cam.world_to_camera(seen, f"S{subject}", k), k)
-            width, height = cam.resolution(k)
+            _, image, factor, width, height = seen_by(vary_placement(world, cam.extrinsics(subject, k)[1], rng), k, subject)
         else:
-            camera = random_camera(rng, world)
-            x_cam = camera.to_camera(world)
-            image, factor = depth_image(x_cam, camera.to_pixel(x_cam), camera.f)
-            width, height = camera.width, camera.height
+            _, image, factor, width, height = seen_by(world, random_camera(rng, world))
         out.append((image[..., :2] + rng.normal(0, TRANSFER_NOISE_PX, image[..., :2].shape), image, factor, width, height))
     return out
 

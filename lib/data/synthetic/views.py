@@ -100,22 +100,25 @@ def random_camera(rng: np.random.Generator, world: np.ndarray) -> Pinhole:
     return Pinhole(rot, eye, float(f), float(cx), float(cy), width, height)
 
 
+def seen_by(world: np.ndarray, camera, subject: int = 0) -> tuple:
+    """(x_cam [T, 17, 3] mm, joint3d_image [T, 17, 3], 2.5d factor [T], width, height) of world
+    joints seen by a :class:`Pinhole` or by H36M camera index ``camera`` of ``subject``."""
+    if isinstance(camera, Pinhole):
+        x_cam = camera.to_camera(world)
+        image, factor = depth_image(x_cam, camera.to_pixel(x_cam), camera.f)
+        return x_cam, image, factor, camera.width, camera.height
+    x_cam = cam.world_to_camera(world, f"S{subject}", camera)
+    return (x_cam, *image_space(x_cam, camera), *cam.resolution(camera))
+
+
 def random_view(rng: np.random.Generator, world: np.ndarray, subject: int, frames: np.ndarray):
     """One random view of a clip: world joints [T, 17, 3] (mm) at source frames ``frames`` [T]
     (the noise is drawn at the source rate over their span). Returns a dict: ``pose2d`` [T, 17, 3]
     (detected pixels x, y + confidence), ``image`` (joint3d_image [T, 17, 3]), ``factor`` (the
     2.5d factor [T], mm per pixel), ``width``, ``height``, ``x_cam`` (camera-space mm), ``h36m``."""
     h36m = rng.random() < H36M_SHARE
-    if h36m:
-        k = int(rng.integers(len(cam.CAMERA_IDS)))
-        x_cam = cam.world_to_camera(world, f"S{subject}", k)
-        image, factor = image_space(x_cam, k)
-        width, height = cam.resolution(k)
-    else:
-        camera = random_camera(rng, world)
-        x_cam = camera.to_camera(world)
-        image, factor = depth_image(x_cam, camera.to_pixel(x_cam), camera.f)
-        width, height = camera.width, camera.height
+    camera = int(rng.integers(len(cam.CAMERA_IDS))) if h36m else random_camera(rng, world)
+    x_cam, image, factor, width, height = seen_by(world, camera, subject)
     gt = image[..., :2]
     size = np.median(np.maximum(np.ptp(gt[..., 0], axis=1), np.ptp(gt[..., 1], axis=1)))
     scale = H36M_WIDTH * size / H36M_PERSON_PX      # the image width whose noise fits this person
