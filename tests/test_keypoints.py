@@ -134,3 +134,15 @@ def test_fill_gaps_interpolates_every_channel():
     kp[0], kp[3] = 0.0, 3.0
     out = fill_gaps(kp, np.array([True, False, False, True]))
     np.testing.assert_allclose(out[:, 0, 2], [0, 1, 2, 3])
+
+
+def test_blazepose_lifts_like_its_coco_subset():
+    from lib.data.keypoints import BLAZEPOSE_TO_COCO
+    rng = np.random.default_rng(0)
+    blazepose = rng.uniform(0, 500, size=(4, 33, 3))
+    np.testing.assert_allclose(to_h36m(blazepose, "blazepose"), to_h36m(blazepose[:, BLAZEPOSE_TO_COCO], "coco"))
+    assert guess_format(33) == "blazepose"
+    h36m = to_h36m(blazepose, "blazepose")
+    pelvis, thorax = h36m[:, 0], h36m[:, 8]
+    np.testing.assert_allclose(pelvis, blazepose[:, [23, 24]].mean(1), rtol=1e-6)      # hips 23, 24
+    np.testing.assert_allclose(thorax, blazepose[:, [11, 12]].mean(1), rtol=1e-6)      # shoulders 11, 12

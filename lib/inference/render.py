@@ -1,13 +1,15 @@
 """Render a lifted 3D skeleton beside its 2D input as an MP4 (ffmpeg) or animated GIF (Pillow).
 
 Both panels take normalised coordinates (``lib.inference.lift``): the 2D panel shows the image area
-``x in [-1, 1]``, ``y in [-h/w, h/w]`` with y pointing down as in the image; the 3D panel shows
+``x in [-1, 1]``, ``y in [-h/w, h/w]`` with y pointing down as in the image, over the video's own
+frame when one is given (``background``); the 3D panel shows
 x to the right, depth z into the screen and -y up. Left limbs are dark blue, right limbs light
 blue, the spine and head a middle blue (MotionBERT's ``vis.py`` colours).
 """
 from __future__ import annotations
 
 import os
+from typing import Iterable
 
 import matplotlib
 
@@ -28,9 +30,20 @@ def limb_color(child: int) -> str:
     return LEFT_COLOR if child in LEFT else RIGHT_COLOR if child in RIGHT else MIDDLE_COLOR
 
 
+def _use_bundled_ffmpeg() -> None:
+    """Point matplotlib at the FFmpeg binary of ``imageio-ffmpeg`` (the ``[video]`` extra), if installed."""
+    try:
+        import imageio_ffmpeg
+        matplotlib.rcParams["animation.ffmpeg_path"] = imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        pass
+
+
 def writer_for(path: str, fps: float) -> tuple[str, animation.AbstractMovieWriter]:
     """``(path actually written, writer)``: ffmpeg for .mp4 when available, otherwise a GIF."""
     root, ext = os.path.splitext(path)
+    if ext.lower() == ".mp4" and not animation.writers.is_available("ffmpeg"):
+        _use_bundled_ffmpeg()
     if ext.lower() == ".mp4" and animation.writers.is_available("ffmpeg"):
         return path, animation.FFMpegWriter(fps=fps)
     if ext.lower() not in (".mp4", ".gif"):
@@ -60,16 +73,26 @@ def _axes(pose3d: np.ndarray, aspect: float):
 
 
 def render(pose3d: np.ndarray, pose2d: np.ndarray, path: str, height_over_width: float = 1.0,
-           fps: float = 25) -> str:
+           fps: float = 25, background: Iterable[np.ndarray] | None = None) -> str:
     """Write the animation of ``pose3d [T, 17, 3]`` beside ``pose2d [T, 17, >=2]`` (both normalised)
-    to ``path`` (.mp4, or .gif; .mp4 falls back to .gif without ffmpeg). Returns the written path."""
+    to ``path`` (.mp4, or .gif; .mp4 falls back to .gif without ffmpeg). ``background``: the video's
+    RGB frames, one per pose, drawn under the 2D panel. Returns the written path."""
     path, writer = writer_for(path, fps)
     fig, ax2d, ax3d = _axes(pose3d, height_over_width)
+    images = iter(background) if background is not None else None
+    picture = None
     lines2d = [ax2d.plot([], [], color=limb_color(c), lw=2)[0] for _, c in LIMBS]
     lines3d = [ax3d.plot([], [], [], color=limb_color(c), lw=3)[0] for _, c in LIMBS]
     title = fig.suptitle("")
 
     def draw(t: int) -> None:
+        nonlocal picture
+        frame = next(images, None) if images is not None else None
+        if frame is not None and picture is None:
+            aspect = height_over_width
+            picture = ax2d.imshow(frame, extent=(-1, 1, aspect, -aspect), zorder=0)
+        elif frame is not None:
+            picture.set_data(frame)
         shown = pose3d[t][:, [0, 2, 1]] * np.array([1, 1, -1])
         for (p, c), line2d, line3d in zip(LIMBS, lines2d, lines3d):
             line2d.set_data(pose2d[t, [p, c], 0], pose2d[t, [p, c], 1])

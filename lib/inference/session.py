@@ -1,7 +1,6 @@
 """What the lifting entry points share: the model flags and runner, and writing the results.
 
-``deployment/infer_wild.py`` (a keypoint file), ``deployment/infer_video.py`` (a video file, batch
-or ``--stream``) parse these flags with :func:`add_model_args` / :func:`add_output_args`, get a
+``deployment/infer_wild.py`` (a keypoint file) and ``deployment/infer_video.py`` (a video file) parse these flags with :func:`add_model_args` / :func:`add_output_args`, get a
 model with :func:`make_runner`, lift with :func:`lib.inference.lift.lift` and write with
 :func:`write_results`, so every output (``.npy``, rendering, BVH) is made one way.
 """
@@ -78,8 +77,9 @@ def check_outputs(args, out: str) -> None:
 
 
 def write_results(args, out: str, pose3d: np.ndarray, pose2d: np.ndarray, size: tuple[float, float],
-                  rootrel: bool, fps: float) -> None:
-    """Write the ``.npy`` (normalised units, or pixels with ``--pixel``), then ``--render`` and ``--bvh``."""
+                  rootrel: bool, fps: float, background=None) -> None:
+    """Write the ``.npy`` (normalised units, or pixels with ``--pixel``), then ``--render`` (over the
+    video's frames ``background`` when given) and ``--bvh``."""
     width, height = size
     save_npy(out, to_pixels(pose3d, width, height, rootrel) if args.pixel else pose3d)
     units = "pixels" if args.pixel else "normalised units"
@@ -91,4 +91,4 @@ def write_results(args, out: str, pose3d: np.ndarray, pose2d: np.ndarray, size: 
               f"centimetres of a {args.bvh_height:g} cm body")
     if args.render:
         from lib.inference.render import render
-        print(f"rendered {render(pose3d, pose2d, args.render, height / width, fps)}")
+        print(f"rendered {render(pose3d, pose2d, args.render, height / width, fps, background)}")
