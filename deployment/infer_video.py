@@ -19,8 +19,10 @@ from lib.data.normalize import normalize_2d
 from lib.errors import InputFileError, entry_point
 from lib.inference.detector import BlazePose, require_video_extra
 from lib.inference.lift import lift
-from lib.inference.session import add_model_args, add_output_args, check_outputs, make_runner, write_results
+from lib.inference.session import (add_model_args, add_output_args, check_outputs, make_runner, model_inputs,
+                                   write_results)
 from lib.inference.video import detect, frames, model_fps, open_video, resample, track, write_keypoints_json
+from lib.io import check_output_path, protected_inputs
 
 DETECTOR_NAME = "BlazePose full (MediaPipe 0.10.21 model files)"
 
@@ -74,6 +76,7 @@ def run(args) -> dict:
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise InputFileError(f"--out {args.out} is a file; give a folder")
     check_outputs(args, paths["pose3d"])
+    check_output_path(paths["keypoints"], "--out")
     info = open_video(args.video)
     runner, maxlen, rootrel = make_runner(args)
     fps = lifting_fps(args)
@@ -98,7 +101,9 @@ def run(args) -> dict:
 
 @entry_point
 def main(argv=None) -> int:
-    run(parse_args(argv))
+    args = parse_args(argv)
+    with protected_inputs({"the video (--video)": args.video, **model_inputs(args)}):
+        run(args)
     return 0
 
 
