@@ -70,7 +70,7 @@ def add_training_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("-c", "--checkpoint", default="checkpoint", help="run folder for checkpoints and logs")
     p.add_argument("-r", "--resume", default="", help="checkpoint file to resume training from")
     p.add_argument("-e", "--evaluate", default="", help="checkpoint file to evaluate (no training)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast of the training step (= --set precision=bf16)")
     p.add_argument("--gt_2d", action="store_true", help="evaluate with ground-truth 2D input")
     p.add_argument("-p", "--pretrained", default=None, metavar="PATH",
                    help="fine-tune: initialise the weights from this checkpoint (MotionBERT or Pose3D; a "

@@ -95,7 +95,10 @@ KEYS: tuple[Key, ...] = (
         ("lr_decay", 0.99, Float(lo=0, hi=1, lo_open=True), "learning rate x this after every epoch"),
         ("checkpoint_frequency", 30, POSITIVE, "keep epoch_N.bin every N epochs"),
         ("num_workers", 2, COUNT, "DataLoader worker processes"),
-        ("bf16", False, Bool(), "bf16 autocast (GPU); also the --bf16 flag"),
+        ("precision", "fp32", Choice("fp32", "bf16", "auto"),
+         "training step precision: fp32, bf16 autocast, or auto (time both on the run's model and batch, "
+         "pick the faster; weights, optimizer, loss and evaluation stay fp32)"),
+        ("bf16", False, Bool(), "true = precision bf16 (the --bf16 flag)"),
         ("compile", False, Bool(), "torch.compile the model"),
         ("max_iters_per_epoch", 0, COUNT, "stop each epoch after this many steps (0 = whole epoch)"),
         ("flip", True, Bool(), "random left-right flip augmentation (p = 0.5 per clip)"),

@@ -167,11 +167,21 @@ class DSTformer(nn.Module):
             nn.init.constant_(fc.bias, 0.5)
 
     def fuse(self, i: int, x_st: torch.Tensor, x_ts: torch.Tensor) -> torch.Tensor:
-        """Learned per-token convex combination of the two streams (plain mean without att_fuse)."""
+        """Learned per-token convex combination of the two streams (plain mean without att_fuse).
+
+        MotionBERT computes ``a = softmax(W [x_st; x_ts] + b)`` with ``W [2, 2C]`` and mixes
+        ``a0 x_st + a1 x_ts``. A two-way softmax is the sigmoid of the logit difference, so with
+        ``w = W[0] - W[1]`` split into its ``x_st`` and ``x_ts`` halves this is the same function
+        (and gradient) without the ``[.., 2C]`` concat::
+
+            a0 = sigmoid(x_st . w[:C] + x_ts . w[C:] + b0 - b1),   x = x_ts + a0 (x_st - x_ts)
+        """
         if not self.config.att_fuse:
             return (x_st + x_ts) * 0.5
-        alpha = self.ts_attn[i](torch.cat([x_st, x_ts], dim=-1)).softmax(dim=-1)
-        return x_st * alpha[..., 0:1] + x_ts * alpha[..., 1:2]
+        fc, width = self.ts_attn[i], x_st.shape[-1]
+        w, b = fc.weight[0] - fc.weight[1], fc.bias[0] - fc.bias[1]
+        a0 = torch.sigmoid(x_st @ w[:width] + x_ts @ w[width:] + b).unsqueeze(-1)
+        return torch.lerp(x_ts, x_st, a0.to(x_st.dtype))     # (a0 is bf16 under autocast)
 
     def encode(self, x: torch.Tensor, return_attention: bool = False):
         """``x [N, T, J, dim_in]`` -> ``(normed tokens [N, T, J, C], per-layer features, per-layer maps)``."""

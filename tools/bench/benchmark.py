@@ -61,27 +61,31 @@ def time_call(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def matmul_fn(n: int = MATMUL_N, device: str | torch.device = "cpu") -> tuple[Callable[[], None], int]:
-    """A square fp32 ``n^3`` matmul and its FLOP count (the hardware reference)."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_fn(n: int = MATMUL_N, device: str | torch.device = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[Callable[[], None], int]:
+    """A square ``n^3`` matmul (fp32 unless ``dtype``) and its FLOP count (the hardware reference)."""
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     return (lambda: a @ b), 2 * n ** 3
 
 
-def matmul_peak_flops(n: int = MATMUL_N, repeats: int = 5, device: str | torch.device = "cpu") -> float:
-    """This machine's fp32 matmul FLOP/s: the best of ``repeats`` timings of an ``n^3`` matmul."""
-    fn, flops = matmul_fn(n, device)
+def matmul_peak_flops(n: int = MATMUL_N, repeats: int = 5, device: str | torch.device = "cpu",
+                      dtype: torch.dtype = torch.float32) -> float:
+    """This machine's matmul FLOP/s (fp32 unless ``dtype``): the best of ``repeats`` timings of an ``n^3`` matmul."""
+    fn, flops = matmul_fn(n, device, dtype)
     fn()
     return flops / min(time_call(fn, torch.device(device)) for _ in range(repeats))
 
 
 def train_step_fn(model: torch.nn.Module, batch: torch.Tensor, explicit: bool = False,
-                  optimizer: torch.optim.Optimizer | None = None) -> Callable[[], None]:
-    """One training step: forward (fused, or explicit attention), MSE-style loss, backward, AdamW."""
-    optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=1e-6)
+                  optimizer: torch.optim.Optimizer | None = None, bf16: bool = False) -> Callable[[], None]:
+    """One training step: forward (fused, or explicit attention; under bf16 autocast if ``bf16``),
+    MSE-style loss in fp32, backward, AdamW (fused, as the trainer's, unless ``optimizer`` is given)."""
+    optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=1e-6, fused=True)   # as the trainer's
 
     def step() -> None:
-        out = model.forward_with_extras(batch, return_attention=True)["output"] if explicit else model(batch)
-        out.square().mean().backward()
+        with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model.forward_with_extras(batch, return_attention=True)["output"] if explicit else model(batch)
+        out.float().square().mean().backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return step
@@ -389,6 +393,153 @@ def report_compile(args) -> None:
     print(f"compiled / eager steady-state time: {secs['compiled'] / secs['eager']:.3f}")
 
 
+# -- step profile at the shipped shapes -----------------------------------------------------------
+# (model sizes, clip length, batch) of the configs the step is tuned for; 'full' is MotionBERT's
+# H36M model at 81 frames, batch 1 (its 243-frame step takes minutes on 2 cores).
+STEP_SHAPES = {
+    "quickstart": dict(dim_feat=64, dim_rep=128, depth=2, num_heads=4, mlp_ratio=2, clip_len=27, batch=16),
+    "synthetic_wild": dict(dim_feat=128, dim_rep=512, depth=5, num_heads=8, mlp_ratio=2, clip_len=81, batch=16),
+    "lite": dict(dim_feat=256, dim_rep=512, depth=5, num_heads=8, mlp_ratio=4, clip_len=81, batch=2),
+    "full": dict(dim_feat=512, dim_rep=512, depth=5, num_heads=8, mlp_ratio=2, clip_len=81, batch=1),
+}
+
+# profiler op name -> category of the step profile (first match wins)
+OP_CATEGORIES = (
+    ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")),
+    ("attention kernel", ("scaled_dot_product", "flash_attention")),
+    ("copy/cat", ("aten::copy_", "aten::cat", "aten::clone", "aten::contiguous", "aten::stack")),
+    ("gelu", ("aten::gelu",)),
+    ("layer_norm", ("layer_norm",)),
+    ("tanh", ("aten::tanh",)),
+    ("softmax", ("softmax",)),
+    ("optimizer", ("_foreach", "_fused_adamw", "aten::addcdiv", "aten::lerp", "aten::sqrt", "aten::addcmul")),
+)
+
+
+def shape_model(shape: dict, device: torch.device, version: int = 1) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The DSTformer of a :data:`STEP_SHAPES` entry and a random batch for it (seeded)."""
+    torch.manual_seed(0)
+    sizes = {k: v for k, v in shape.items() if k not in ("clip_len", "batch")}
+    cfg = EasyDict({**TRAIN_DEFAULTS, **HYPER_DEFAULTS, **sizes, "version": version, "maxlen": shape["clip_len"],
+                    "joint_label": DEFAULT_LABEL})
+    model = build_model(cfg, verbose=False).to(device)
+    return model, torch.randn(shape["batch"], shape["clip_len"], 17, 3, device=device)
+
+
+def profile_step(step: Callable[[], None], steps: int = 2) -> tuple[float, dict[str, float]]:
+    """Total self CPU ms of ``steps`` profiled calls of ``step`` (after one warm-up) and its share
+    per :data:`OP_CATEGORIES` category ('other' = everything else)."""
+    from torch.profiler import ProfilerActivity, profile
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    shares: dict[str, float] = {}
+    total = 0.0
+    for event in prof.key_averages():
+        ms = event.self_cpu_time_total / 1e3
+        total += ms
+        name = next((cat for cat, keys in OP_CATEGORIES if any(k in event.key for k in keys)), "other")
+        shares[name] = shares.get(name, 0.0) + ms
+    return total, {k: v / total for k, v in sorted(shares.items(), key=lambda kv: -kv[1])}
+
+
+def report_profile(args) -> None:
+    """torch.profiler table of the train step (forward + backward + the trainer's AdamW) per shape."""
+    device = torch.device(args.device)
+    names = args.shapes or list(STEP_SHAPES)
+    print(f"{torch.get_num_threads()} threads; self CPU time of 2 profiled steps after 1 warm-up, by op category")
+    for name in names:
+        model, batch = shape_model(STEP_SHAPES[name], device)
+        total, shares = profile_step(train_step_fn(model, batch))
+        print(f"{name:15s} {total / 2:8.1f} ms/step  " + "  ".join(f"{k} {v:.1%}" for k, v in shares.items()))
+
+
+# -- precision: CPU capabilities, matmul rates, step times fp32 / bf16 / auto, MotionBERT ---------
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "avx_vnni")
+
+
+def cpu_capabilities() -> tuple[str, dict[str, bool]]:
+    """The CPU model name and which of :data:`CPU_FLAGS` it reports (Linux /proc/cpuinfo)."""
+    name, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return name, {flag: flag in flags for flag in CPU_FLAGS}
+
+
+def motionbert_dstformer(checkout: str) -> type:
+    """MotionBERT's own ``DSTformer`` class, read at run time from a checkout (work tree, or bare
+    git directory: ``HEAD:lib/model/DSTformer.py``) for timing only; its ``lib.model.drop``
+    import is pointed at Pose3D's DropPath. Nothing of it is stored in Pose3D."""
+    import subprocess
+    import types
+    path = os.path.join(checkout, "lib", "model", "DSTformer.py")
+    if os.path.isfile(path):
+        with open(path) as f:
+            source = f.read()
+    else:
+        source = subprocess.run(["git", "-C", checkout, "show", "HEAD:lib/model/DSTformer.py"], check=True,
+                                capture_output=True, text=True).stdout
+    source = source.replace("from lib.model.drop import DropPath", "from lib.model.modules import DropPath")
+    module = types.ModuleType("motionbert_dstformer")
+    exec(compile(source, f"{checkout}:lib/model/DSTformer.py", "exec"), module.__dict__)  # noqa: S102
+    return module.DSTformer
+
+
+def auto_choice(model: torch.nn.Module, batch: torch.Tensor, name: str):
+    """What ``precision: auto`` picks for this model and batch (the trainer's decision, lib/engine/precision.py)."""
+    from lib.engine.precision import choose_precision
+
+    def step(bf16: bool) -> None:
+        with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(batch)
+        out.float().square().mean().backward()
+        model.zero_grad(set_to_none=True)
+    return choose_precision("auto", batch.device, step, ("benchmark", name, tuple(batch.shape)))
+
+
+def report_precision(args) -> None:
+    """CPU flags, fp32/bf16 matmul rates, and per shape the train step in fp32, bf16 and what
+    ``precision: auto`` picks (plus MotionBERT's DSTformer with ``--motionbert``), interleaved."""
+    device = torch.device(args.device)
+    name, flags = cpu_capabilities()
+    print(f"CPU: {name}; {torch.get_num_threads()} threads; flags: "
+          + " ".join(f"{k}={'yes' if v else 'no'}" for k, v in flags.items()))
+    fp32, bf16 = (matmul_peak_flops(device=device, dtype=d) / 1e9 for d in (torch.float32, torch.bfloat16))
+    print(f"{MATMUL_N}^3 matmul (best of 5): fp32 {fp32:.1f} GFLOP/s, bf16 {bf16:.1f} GFLOP/s (bf16/fp32 {bf16 / fp32:.2f})")
+    mb_class = motionbert_dstformer(args.motionbert) if args.motionbert else None
+    for shape_name in args.shapes or list(STEP_SHAPES):
+        shape = STEP_SHAPES[shape_name]
+        model, batch = shape_model(shape, device)
+        choice = auto_choice(model, batch, shape_name)
+        fns = {"fp32": train_step_fn(model, batch), "bf16": train_step_fn(model, batch, bf16=True)}
+        if mb_class is not None:
+            torch.manual_seed(0)
+            mb = mb_class(dim_in=3, dim_out=3, dim_feat=shape["dim_feat"], dim_rep=shape["dim_rep"],
+                          depth=shape["depth"], num_heads=shape["num_heads"], mlp_ratio=shape["mlp_ratio"],
+                          maxlen=shape["clip_len"]).to(device)
+            fns["MotionBERT fp32"] = train_step_fn(mb, batch, optimizer=torch.optim.AdamW(mb.parameters(), lr=1e-6))
+        secs = median_times(fns, args.iters, device)
+        auto = secs[choice.precision]
+        print(f"{shape_name:15s} (dim {shape['dim_feat']}, depth {shape['depth']}, mlp {shape['mlp_ratio']}, "
+              f"T {shape['clip_len']}, batch {shape['batch']}) median of {args.iters} interleaved steps: "
+              + "  ".join(f"{k} {v * 1e3:.1f} ms" for k, v in secs.items()))
+        line = (f"    fp32/bf16 time {secs['fp32'] / secs['bf16']:.2f} (>1: bf16 faster); auto -> {choice.precision}: "
+                f"fp32/auto {secs['fp32'] / auto:.2f}; {choice.reason}")
+        if mb_class is not None:
+            line += (f"; MotionBERT/Pose3D time: fp32 {secs['MotionBERT fp32'] / secs['fp32']:.2f}, "
+                     f"auto {secs['MotionBERT fp32'] / auto:.2f}")
+        print(line, flush=True)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", help="training config YAML (model keys are used)")
@@ -401,7 +552,7 @@ def parse_args(argv=None):
     p.add_argument("--clip_len", type=int, help="frames per clip (default 81; throughput/compile: the config's clip_len)")
     p.add_argument("--batch", type=int, help="clips per batch (default 2; throughput/compile: the config's batch_size)")
     p.add_argument("--iters", type=int, default=3)
-    p.add_argument("--mode", choices=["train", "forward", "all", "attention", "throughput", "compile", "matmul"], default="all",
+    p.add_argument("--mode", choices=["train", "forward", "all", "attention", "throughput", "compile", "matmul", "profile"], default="all",
                    help="all = train and forward, both versions, fused and explicit; see the module docstring")
     p.add_argument("--lengths", type=int, nargs="+", default=[27, 81, 243], help="attention mode: temporal lengths")
     p.add_argument("--steps", type=int, default=10, help="throughput mode: batches per round")
@@ -409,6 +560,10 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, help="throughput mode: DataLoader workers (default: the config's)")
     p.add_argument("--clip_store", choices=["pkl", "npy"], default="npy", help="throughput mode: clip store")
     p.add_argument("--compile", action="store_true", help="throughput mode: torch.compile the model (cfg.compile)")
+    p.add_argument("--shapes", nargs="+", choices=list(STEP_SHAPES), help="profile/precision: shapes (default all)")
+    p.add_argument("--precision", action="store_true",
+                   help="CPU flags, fp32/bf16 matmul rates, step fp32/bf16/auto per --shapes (and MotionBERT's)")
+    p.add_argument("--motionbert", metavar="CHECKOUT", help="precision: also time MotionBERT's DSTformer from this checkout")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p.parse_args(argv)
@@ -418,7 +573,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.mode == "matmul":
+    if args.precision:
+        report_precision(args)
+    elif args.mode == "matmul":
         print(f"fp32 matmul ({MATMUL_N}^3, {torch.get_num_threads()} threads): "
               f"{matmul_peak_flops(device=args.device) / 1e9:.1f} GFLOP/s")
     elif args.mode == "attention":
@@ -427,6 +584,8 @@ def main(argv=None) -> None:
         report_throughput(args)
     elif args.mode == "compile":
         report_compile(args)
+    elif args.mode == "profile":
+        report_profile(args)
     else:
         args.batch = args.batch or 2
         report(args)

@@ -1,0 +1,112 @@
+"""Training precision: ``fp32``, ``bf16`` autocast, or ``auto`` (decided per run by measuring).
+
+Only the training step's forward and backward run under bf16 autocast; the weights, the AdamW
+state, the loss (``compute_losses`` is fed ``pred.float()``), the metrics and every evaluation
+stay fp32. The config key ``precision`` (lib/config/schema.py) asks for one of the three;
+``bf16: true`` (the ``--bf16`` flag) means ``bf16``.
+
+``auto`` times the run's own step (model, batch shape, threads) in both precisions before the
+first update: one warm-up call each, then :data:`AUTO_ROUNDS` interleaved forward + backward
+calls each (the optimizer step is fp32 either way, so it does not change the comparison). bf16
+is chosen only when its median is at least :data:`AUTO_MARGIN` faster, so a machine or a shape
+where bf16 does not pay never gets slower. The measurement leaves no trace on the run: gradients
+are cleared and the RNG state is restored. Decisions are cached per shape within the process.
+On CUDA, ``auto`` is bf16 where the device supports it (no timing). Under DDP the ranks average
+their timings, so all of them choose the same precision.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+
+from lib.engine import distributed as dist
+
+AUTO_ROUNDS = 3          # timed calls per precision (after one warm-up each)
+AUTO_MARGIN = 0.05       # bf16 must be at least this much faster than fp32 to be chosen
+
+_CACHE: dict[tuple, "PrecisionChoice"] = {}
+
+
+@dataclass
+class PrecisionChoice:
+    """The precision a run's steps use, what was asked for, and why (timings in seconds)."""
+    precision: str                      # 'fp32' or 'bf16'
+    requested: str                      # 'fp32', 'bf16' or 'auto'
+    reason: str
+    seconds: dict = field(default_factory=dict)
+
+    def autocast(self, device_type: str):
+        """The context a training step's forward (and so its backward) runs in."""
+        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return f"precision {self.precision} (requested {self.requested}): {self.reason}"
+
+
+def requested_precision(cfg) -> str:
+    """``precision`` of the config; ``bf16: true`` (the ``--bf16`` flag) means bf16."""
+    return "bf16" if cfg.bf16 else cfg.precision
+
+
+def measure_call(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds of one ``fn()`` call (CUDA synchronised)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def time_precisions(step: Callable[[bool], None], device: torch.device, rounds: int = AUTO_ROUNDS) -> dict:
+    """Median seconds of ``step(bf16)`` for bf16 False/True: one warm-up each, then ``rounds``
+    interleaved calls; the torch RNG state is restored afterwards."""
+    rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
+    try:
+        times = {"fp32": [], "bf16": []}
+        for name in times:
+            step(name == "bf16")
+        for _ in range(rounds):
+            for name in times:
+                times[name].append(measure_call(lambda n=name: step(n == "bf16"), device))
+    finally:
+        torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def choose_precision(requested: str, device: torch.device, step: Callable[[bool], None] | None = None,
+                     key: tuple = ()) -> PrecisionChoice:
+    """The precision for ``requested``; ``auto`` on CPU times ``step(bf16: bool)`` (one forward +
+    backward of the run's model on its batch, gradients cleared) unless ``key`` (the shape) is cached."""
+    if requested != "auto":
+        return PrecisionChoice(requested, requested, "configured")
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+        return PrecisionChoice("bf16" if ok else "fp32", "auto",
+                               f"CUDA device {'supports' if ok else 'does not support'} bf16")
+    if device.type != "cpu" or step is None:
+        return PrecisionChoice("fp32", "auto", f"no bf16 measurement on {device.type}")
+    cache_key = (device.type, torch.get_num_threads(), *key)
+    if cache_key in _CACHE:
+        cached = _CACHE[cache_key]
+        return PrecisionChoice(cached.precision, "auto", cached.reason + " (cached for this shape)", cached.seconds)
+    seconds = time_precisions(step, device)
+    mean = dist.all_reduce_mean(torch.tensor([seconds["fp32"], seconds["bf16"]], dtype=torch.float64))
+    seconds = {"fp32": float(mean[0]), "bf16": float(mean[1])}
+    faster = seconds["bf16"] < (1 - AUTO_MARGIN) * seconds["fp32"]
+    reason = (f"measured forward+backward {seconds['fp32'] * 1e3:.1f} ms fp32 vs {seconds['bf16'] * 1e3:.1f} ms "
+              f"bf16 (bf16/fp32 {seconds['bf16'] / seconds['fp32']:.2f}; bf16 needs < {1 - AUTO_MARGIN:.2f})")
+    choice = PrecisionChoice("bf16" if faster else "fp32", "auto", reason, seconds)
+    _CACHE[cache_key] = choice
+    return choice
