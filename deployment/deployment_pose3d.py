@@ -10,13 +10,18 @@ the config's maxlen; see docs/inference.md). Attention runs in onnxruntime's fus
 MultiHeadAttention kernel; ``--portable`` keeps to standard ONNX ops. The file is checked with ``onnx.checker``, run with
 onnxruntime on realistic clips and compared with PyTorch; it is written (atomically) only when
 the largest difference is at most 1e-4, otherwise the script stops with an error.
+
+``--quantize int8`` writes an int8 graph instead (onnxruntime dynamic quantization; ``int8-static``:
+static QDQ calibrated on synthetic clips), after the fp32 check, only if its P1 and P2 on synthetic
+test clips change by at most ``--int8_tolerance_mm`` (1 mm) from the fp32 graph's; infer_wild.py
+runs it like any export.
 """
 import os
 
 from lib.config.cli import base_parser, config_inputs, resolve_config
 from lib.data.codec import PoseCodec
 from lib.errors import entry_point
-from lib.inference.export import OPSET, PARITY_TOLERANCE, deploy
+from lib.inference.export import INT8_TOLERANCE_MM, OPSET, PARITY_TOLERANCE, deploy, deploy_int8
 from lib.io import check_output_path, protected_inputs
 from lib.model.factory import count_parameters, load_model
 
@@ -32,6 +37,10 @@ def parse_args(argv=None):
                         help="standard ONNX ops only (attention decomposed) instead of onnxruntime's fused kernel")
     parser.add_argument("--tolerance", type=float, default=PARITY_TOLERANCE,
                         help="largest accepted |onnxruntime - PyTorch| difference")
+    parser.add_argument("--quantize", choices=["int8", "int8-static"],
+                        help="write an int8 graph: dynamic (int8) or static QDQ calibrated on synthetic clips (int8-static)")
+    parser.add_argument("--int8_tolerance_mm", type=float, default=INT8_TOLERANCE_MM,
+                        help="largest accepted P1/P2 change (mm) of the int8 graph on synthetic test clips")
     return parser.parse_args(argv)
 
 
@@ -57,6 +66,12 @@ def export(args, checkpoint: str) -> int:
     model = load_model(cfg, checkpoint)
     print(f"loaded {checkpoint}: version {cfg.version}, {count_parameters(model) / 1e6:.2f} M parameters, "
           f"maxlen {cfg.maxlen}, rootrel {cfg.rootrel}")
+    if args.quantize:
+        mode = "static" if args.quantize == "int8-static" else "dynamic"
+        report = deploy_int8(model, args.deployment, metadata(cfg, checkpoint), mode, args.opset, args.tolerance,
+                             args.int8_tolerance_mm, fused_attention=not args.portable)
+        print(f"wrote {args.deployment} (int8 {mode}; P1 change {report['p1_change_mm']:.3f} mm)")
+        return 0
     diff = deploy(model, args.deployment, metadata(cfg, checkpoint), args.opset, args.tolerance,
                   fused_attention=not args.portable)
     print(f"wrote {args.deployment} (max |diff| {diff:.3g})")

@@ -56,3 +56,37 @@ def test_missing_checkpoint_and_other_architecture_are_clear_errors(tiny_checkpo
                                 "--deployment", str(tmp_path / "x.onnx")])
     assert exit_.value.code == 2
     assert "does not match" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode, quantized_op", [("int8", "MatMulInteger"), ("int8-static", "QuantizeLinear")])
+def test_int8_export_is_accuracy_checked_and_runs_like_any_export(tiny_checkpoint, tmp_path, capsys, mode,
+                                                                  quantized_op):
+    from lib.inference.export import int8_accuracy
+    from lib.inference.lift import OnnxRunner
+    flags, model = tiny_checkpoint(tmp_path)
+    out, fp32 = tmp_path / "int8.onnx", tmp_path / "fp32.onnx"
+    assert deployment_pose3d.main(flags + ["--deployment", str(fp32)]) == 0
+    assert deployment_pose3d.main(flags + ["--deployment", str(out), "--quantize", mode]) == 0
+    printed = capsys.readouterr().out
+    assert "P1 fp32" in printed and "change" in printed
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert quantized_op in ops and "MultiHeadAttention" in ops
+    report = int8_accuracy(str(fp32), str(out), rootrel=True)
+    assert report["p1_change_mm"] <= 1.0 and report["p2_change_mm"] <= 1.0
+    assert 0 < report["max_abs_diff"] < 0.05                          # int8 differs, but only a little
+    runner = OnnxRunner(str(out))                                    # what infer_wild.py runs
+    assert runner.metadata["maxlen"] == "16"
+    x = sample_input(2, 9, seed=5)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    assert np.abs(runner(x) - expected).max() < 0.05
+
+
+def test_int8_accuracy_failure_exits_1_and_writes_nothing(tiny_checkpoint, tmp_path, capsys):
+    flags, _ = tiny_checkpoint(tmp_path)
+    out = tmp_path / "never.onnx"
+    with pytest.raises(SystemExit) as exit_:
+        deployment_pose3d.main(flags + ["--deployment", str(out), "--quantize", "int8", "--int8_tolerance_mm", "-1"])
+    assert exit_.value.code == 1
+    assert "int8 accuracy check failed" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob("*.onnx"))

@@ -7,6 +7,13 @@ confidence; 2 for ``no_conf`` models) to ``pose3d [N, T, 17, 3]`` in the normali
 ``deployment/infer_wild.py`` needs no config to run the file. By default attention runs in
 onnxruntime's fused ``com.microsoft.MultiHeadAttention`` kernel (the graph then needs
 onnxruntime); ``fused_attention=False`` keeps to standard ONNX ops.
+
+int8 (:func:`quantize_int8`): onnxruntime's quantization tools turn the checked fp32 graph into
+int8 weights, either *dynamic* (activations quantized per call) or *static* QDQ (activation
+ranges calibrated on synthetic clips). An int8 graph cannot match PyTorch to 1e-4, so its check is
+accuracy-based (:func:`int8_accuracy`): P1 and P2 in mm of both graphs against the ground truth
+of synthetic test clips (H36M cameras, detector-like noise) must differ by at most
+``INT8_TOLERANCE_MM``; the largest output difference is reported too.
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ import torch
 from lib.data import camera as cam
 from lib.data.normalize import normalize_2d
 from lib.data.synthetic import detector_noise, subject_bones, synthesize_motion
+from lib.data.synthetic.cameras import image_space
 from lib.errors import VerificationFailed
 from lib.io import atomic_path
 
@@ -27,22 +35,35 @@ OPSET = 17
 SDPA = "aten::scaled_dot_product_attention"
 INPUT_NAME, OUTPUT_NAME = "pose2d", "pose3d"
 PARITY_TOLERANCE = 1e-4
+INT8_TOLERANCE_MM = 1.0          # largest accepted change of P1 or P2 (mm) from the fp32 graph
+INT8_MODES = ("dynamic", "static")
 SAMPLE_ACTIONS = ("Walking", "Greeting", "Sitting", "Eating")
 
 
 def sample_input(batch: int, frames: int, seed: int = 0) -> np.ndarray:
     """Realistic normalised 2D clips ``[batch, frames, 17, 3]``: synthetic H36M motions seen by the
     S9 cameras with detector-like noise and confidences (not uniform noise)."""
+    return sample_clips(batch, frames, seed)[0]
+
+
+def sample_clips(batch: int, frames: int, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """:func:`sample_input`'s clips and their ground truth: ``(inputs, {'width' [B], 'height' [B],
+    'factor' [B, T] (2.5d factor), 'gt_mm' [B, T, 17, 3] root-relative joints_2.5d_image})``."""
     rng = np.random.default_rng(seed)
-    clips = []
+    clips, truth = [], {"width": [], "height": [], "factor": [], "gt_mm": []}
     for i in range(batch):
         camera = i % len(cam.CAMERA_IDS)
         world = synthesize_motion(SAMPLE_ACTIONS[i % len(SAMPLE_ACTIONS)], frames, rng, subject_bones(seed, 9))
-        pixels = cam.camera_to_pixel(cam.world_to_camera(world, "S9", camera), camera)
+        x_cam = cam.world_to_camera(world, "S9", camera)
+        pixels = cam.camera_to_pixel(x_cam, camera)
         width, height = cam.resolution(camera)
         noise, conf = detector_noise(rng, frames, width)
         clips.append(normalize_2d(np.concatenate([pixels + noise, conf], -1), width, height))
-    return np.stack(clips).astype(np.float32)
+        image, factor = image_space(x_cam, camera)
+        gt = image * factor[:, None, None]
+        for key, value in zip(truth, (width, height, factor, gt - gt[:, :1])):
+            truth[key].append(value)
+    return np.stack(clips).astype(np.float32), {k: np.asarray(v) for k, v in truth.items()}
 
 
 def export(model: torch.nn.Module, path: str, metadata: dict, opset: int = OPSET,
@@ -134,3 +155,88 @@ def deploy(model: torch.nn.Module, path: str, metadata: dict, opset: int = OPSET
         if not diff <= tolerance:
             raise VerificationFailed(f"ONNX parity check failed: max |diff| {diff:.3g} > {tolerance:g}; {path} not written")
     return diff
+
+
+# -- int8 ------------------------------------------------------------------------------------------
+def calibration_clips(maxlen: int, clips: int = 8, seed: int = 100) -> list[np.ndarray]:
+    """Static quantization's calibration batches: synthetic clips (one per batch, full length),
+    seeds disjoint from the accuracy check's."""
+    return [sample_input(1, maxlen, seed=seed + i) for i in range(clips)]
+
+
+def quantize_int8(fp32_path: str, path: str, mode: str = "dynamic", calibration: list[np.ndarray] | None = None) -> None:
+    """Write an int8 version of the fp32 graph at ``fp32_path`` to ``path`` (not checked; see
+    :func:`int8_accuracy`). ``dynamic``: int8 weights, activations quantized at run time (MatMul,
+    Gemm). ``static``: QDQ with per-channel int8 weights and uint8 activations whose ranges come
+    from running ``calibration`` (min/max). Shape inference of the fused MultiHeadAttention node
+    needs the default tensor type (float)."""
+    import onnx
+    from onnxruntime import quantization as q
+    options = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+    if mode == "dynamic":
+        q.quantize_dynamic(fp32_path, path, weight_type=q.QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
+                           extra_options=options)
+        return
+    if mode != "static":
+        raise ValueError(f"int8 mode {mode!r}: expected one of {INT8_MODES}")
+    name = onnx.load(fp32_path, load_external_data=False).graph.input[0].name
+    channels = onnx.load(fp32_path, load_external_data=False).graph.input[0].type.tensor_type.shape.dim[-1].dim_value
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(calibration or [])
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {name: np.ascontiguousarray(batch[..., :channels])}
+
+    q.quantize_static(fp32_path, path, Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
+                      activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                      op_types_to_quantize=["MatMul", "Gemm"], calibrate_method=q.CalibrationMethod.MinMax,
+                      extra_options=options)
+
+
+def int8_accuracy(fp32_path: str, int8_path: str, rootrel: bool, clips: int = 8, frames: int | None = None,
+                  seed: int = 7) -> dict:
+    """P1/P2 (mm) of the fp32 and int8 graphs on synthetic test clips with ground truth, their
+    changes, and the largest output difference (normalised units)."""
+    from lib.data.codec import PoseCodec
+    from lib.engine.metrics import mpjpe, p_mpjpe
+    from lib.inference.lift import OnnxRunner
+    runners = {"fp32": OnnxRunner(fp32_path), "int8": OnnxRunner(int8_path)}
+    maxlen = int(runners["fp32"].metadata.get("maxlen", 27))
+    inputs, truth = sample_clips(clips, frames or maxlen, seed)
+    preds = {k: run(inputs) for k, run in runners.items()}
+    scores = {}
+    for name, pred in preds.items():
+        mm = PoseCodec.decode_mm(pred, truth["width"][:, None], truth["height"][:, None], truth["factor"])
+        mm = mm - mm[..., :1, :]
+        scores[name] = {"p1": float(mpjpe(mm, truth["gt_mm"]).mean()), "p2": float(p_mpjpe(mm, truth["gt_mm"]).mean())}
+    return {**scores, "p1_change_mm": abs(scores["int8"]["p1"] - scores["fp32"]["p1"]),
+            "p2_change_mm": abs(scores["int8"]["p2"] - scores["fp32"]["p2"]),
+            "max_abs_diff": float(np.abs(preds["int8"] - preds["fp32"]).max()), "clips": list(inputs.shape)}
+
+
+def deploy_int8(model: torch.nn.Module, path: str, metadata: dict, mode: str = "dynamic", opset: int = OPSET,
+                tolerance: float = PARITY_TOLERANCE, tolerance_mm: float = INT8_TOLERANCE_MM,
+                fused_attention: bool = True) -> dict:
+    """:func:`deploy` the fp32 graph (parity-checked) to a temporary file, quantize it to int8
+    (``mode``) and move it to ``path`` only if P1 and P2 change by at most ``tolerance_mm``.
+    Returns the :func:`int8_accuracy` report; raises ``VerificationFailed`` otherwise."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as work, atomic_path(path) as tmp:
+        fp32 = os.path.join(work, "fp32.onnx")
+        deploy(model, fp32, metadata, opset, tolerance, fused_attention)
+        start = time.perf_counter()
+        calibration = calibration_clips(model.config.maxlen) if mode == "static" else None
+        quantize_int8(fp32, tmp, mode, calibration)
+        report = int8_accuracy(fp32, tmp, bool(metadata.get("rootrel", True)))
+        print(f"int8 ({mode}) in {time.perf_counter() - start:.1f} s; on {report['clips'][0]} synthetic test clips of "
+              f"{report['clips'][1]} frames: P1 fp32 {report['fp32']['p1']:.2f} mm, int8 {report['int8']['p1']:.2f} mm "
+              f"(change {report['p1_change_mm']:.3f} mm); P2 fp32 {report['fp32']['p2']:.2f}, int8 "
+              f"{report['int8']['p2']:.2f} (change {report['p2_change_mm']:.3f} mm); largest output difference "
+              f"{report['max_abs_diff']:.3g} (tolerance: {tolerance_mm:g} mm P1/P2 change)")
+        if not max(report["p1_change_mm"], report["p2_change_mm"]) <= tolerance_mm:
+            raise VerificationFailed(f"int8 accuracy check failed: P1 change {report['p1_change_mm']:.3f} mm, P2 change "
+                                     f"{report['p2_change_mm']:.3f} mm > {tolerance_mm:g} mm; {path} not written")
+    return report
