@@ -170,6 +170,15 @@ def quantize_int8(fp32_path: str, path: str, mode: str = "dynamic", calibration:
     Gemm). ``static``: QDQ with per-channel int8 weights and uint8 activations whose ranges come
     from running ``calibration`` (min/max). Shape inference of the fused MultiHeadAttention node
     needs the default tensor type (float)."""
+    import logging
+    logging.disable(logging.WARNING)    # the tools' pre-processing advice, printed through the root logger
+    try:
+        _quantize(fp32_path, path, mode, calibration)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _quantize(fp32_path: str, path: str, mode: str, calibration: list[np.ndarray] | None) -> None:
     import onnx
     from onnxruntime import quantization as q
     options = {"DefaultTensorType": onnx.TensorProto.FLOAT}
@@ -190,10 +199,27 @@ def quantize_int8(fp32_path: str, path: str, mode: str = "dynamic", calibration:
             batch = next(self.batches, None)
             return None if batch is None else {name: np.ascontiguousarray(batch[..., :channels])}
 
-    q.quantize_static(fp32_path, path, Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
-                      activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-                      op_types_to_quantize=["MatMul", "Gemm"], calibrate_method=q.CalibrationMethod.MinMax,
-                      extra_options=options)
+    import tempfile
+    with tempfile.TemporaryDirectory() as work:    # every tensor typed, so the MatMuls after attention are quantized too
+        inferred = os.path.join(work, "inferred.onnx")
+        onnx.save(_typed_attention_outputs(onnx.load(fp32_path)), inferred)
+        q.quantize_static(inferred, path, Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
+                          activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                          op_types_to_quantize=["MatMul", "Gemm"], calibrate_method=q.CalibrationMethod.MinMax,
+                          extra_options=options)
+
+
+def _typed_attention_outputs(graph):
+    """``graph`` with the float type of every MultiHeadAttention output declared and ONNX shape
+    inference run, so the tensors after a contrib-op attention node have types (quantize_static
+    skips untyped ones)."""
+    import onnx
+    known = {v.name for v in graph.graph.value_info}
+    for node in graph.graph.node:
+        if node.op_type == "MultiHeadAttention":
+            graph.graph.value_info.extend(onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None)
+                                          for out in node.output if out and out not in known)
+    return onnx.shape_inference.infer_shapes(graph)
 
 
 def int8_accuracy(fp32_path: str, int8_path: str, rootrel: bool, clips: int = 8, frames: int | None = None,

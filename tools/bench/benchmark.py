@@ -540,6 +540,43 @@ def report_precision(args) -> None:
         print(line, flush=True)
 
 
+# -- ONNX fp32 vs int8 -------------------------------------------------------------------------------
+def report_onnx(args) -> None:
+    """onnxruntime time of the fp32 export and its dynamic / static int8 versions (batch 1 and 8,
+    full-length clips, interleaved), with :func:`~lib.inference.export.int8_accuracy` of each. The
+    model: ``--checkpoint`` (a trained one, with ``--config``) or the first of ``--shapes`` (random weights)."""
+    import tempfile
+    from lib.inference.export import deploy, int8_accuracy, quantize_int8, calibration_clips, sample_input
+    from lib.inference.lift import OnnxRunner
+    from lib.model.factory import load_model
+    if args.checkpoint:
+        cfg = load_config(args.config, args.hyper_cfg)
+        model, what = load_model(cfg, args.checkpoint), f"{args.checkpoint} ({args.config})"
+    else:
+        name = (args.shapes or ["synthetic_wild"])[0]
+        model, what = shape_model(STEP_SHAPES[name], torch.device("cpu"))[0], f"{name} shape, random weights"
+    model.eval()
+    maxlen = model.config.maxlen
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {"fp32": os.path.join(tmp, "fp32.onnx")}
+        deploy(model, paths["fp32"], {"maxlen": maxlen, "rootrel": True})
+        for mode in ("dynamic", "static"):
+            paths[f"int8 {mode}"] = os.path.join(tmp, f"{mode}.onnx")
+            quantize_int8(paths["fp32"], paths[f"int8 {mode}"], mode, calibration_clips(maxlen))
+        runners = {k: OnnxRunner(p) for k, p in paths.items()}
+        print(f"{what}; T {maxlen}; onnxruntime {torch.get_num_threads()} threads; median of {args.iters} interleaved calls")
+        for batch in (1, 8):
+            x = sample_input(batch, maxlen, seed=3)
+            secs = median_times({k: (lambda r=r: r(x)) for k, r in runners.items()}, args.iters, torch.device("cpu"))
+            print(f"batch {batch}: " + "  ".join(f"{k} {v * 1e3:.1f} ms (fp32/this {secs['fp32'] / v:.2f})"
+                                             for k, v in secs.items()))
+        for mode in ("dynamic", "static"):
+            r = int8_accuracy(paths["fp32"], paths[f"int8 {mode}"], True)
+            print(f"int8 {mode}: P1 fp32 {r['fp32']['p1']:.2f} -> {r['int8']['p1']:.2f} mm (change {r['p1_change_mm']:.3f}), "
+                  f"P2 {r['fp32']['p2']:.2f} -> {r['int8']['p2']:.2f} mm (change {r['p2_change_mm']:.3f}), largest output "
+                  f"difference {r['max_abs_diff']:.3g}, on {r['clips'][0]} synthetic test clips")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", help="training config YAML (model keys are used)")
@@ -552,7 +589,7 @@ def parse_args(argv=None):
     p.add_argument("--clip_len", type=int, help="frames per clip (default 81; throughput/compile: the config's clip_len)")
     p.add_argument("--batch", type=int, help="clips per batch (default 2; throughput/compile: the config's batch_size)")
     p.add_argument("--iters", type=int, default=3)
-    p.add_argument("--mode", choices=["train", "forward", "all", "attention", "throughput", "compile", "matmul", "profile"], default="all",
+    p.add_argument("--mode", choices=["train", "forward", "all", "attention", "throughput", "compile", "matmul", "profile", "onnx"], default="all",
                    help="all = train and forward, both versions, fused and explicit; see the module docstring")
     p.add_argument("--lengths", type=int, nargs="+", default=[27, 81, 243], help="attention mode: temporal lengths")
     p.add_argument("--steps", type=int, default=10, help="throughput mode: batches per round")
@@ -564,6 +601,7 @@ def parse_args(argv=None):
     p.add_argument("--precision", action="store_true",
                    help="CPU flags, fp32/bf16 matmul rates, step fp32/bf16/auto per --shapes (and MotionBERT's)")
     p.add_argument("--motionbert", metavar="CHECKOUT", help="precision: also time MotionBERT's DSTformer from this checkout")
+    p.add_argument("--checkpoint", help="onnx mode: a trained checkpoint (with --config) instead of random weights")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p.parse_args(argv)
@@ -584,6 +622,8 @@ def main(argv=None) -> None:
         report_throughput(args)
     elif args.mode == "compile":
         report_compile(args)
+    elif args.mode == "onnx":
+        report_onnx(args)
     elif args.mode == "profile":
         report_profile(args)
     else:
