@@ -79,8 +79,10 @@ def matmul_peak_flops(n: int = MATMUL_N, repeats: int = 5, device: str | torch.d
 def train_step_fn(model: torch.nn.Module, batch: torch.Tensor, explicit: bool = False,
                   optimizer: torch.optim.Optimizer | None = None, bf16: bool = False) -> Callable[[], None]:
     """One training step: forward (fused, or explicit attention; under bf16 autocast if ``bf16``),
-    MSE-style loss in fp32, backward, AdamW (fused, as the trainer's, unless ``optimizer`` is given)."""
-    optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=1e-6, fused=True)   # as the trainer's
+    MSE-style loss in fp32, backward, AdamW (the trainer's ``build_optimizer`` unless ``optimizer`` is given)."""
+    if optimizer is None:                              # the trainer's AdamW
+        from lib.engine.trainer import build_optimizer
+        optimizer = build_optimizer(model, EasyDict(learning_rate=1e-6, weight_decay=0.01, freeze_backbone_epochs=0))
 
     def step() -> None:
         with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -519,7 +521,10 @@ def report_precision(args) -> None:
     for shape_name in args.shapes or list(STEP_SHAPES):
         shape = STEP_SHAPES[shape_name]
         model, batch = shape_model(shape, device)
-        choice = auto_choice(model, batch, shape_name)
+        try:
+            choice = auto_choice(model, batch, shape_name)
+        except ImportError:             # a Pose3D tree from before precision: auto (lib/engine/precision.py)
+            choice = None
         fns = {"fp32": train_step_fn(model, batch), "bf16": train_step_fn(model, batch, bf16=True)}
         if mb_class is not None:
             torch.manual_seed(0)
@@ -528,12 +533,13 @@ def report_precision(args) -> None:
                           maxlen=shape["clip_len"]).to(device)
             fns["MotionBERT fp32"] = train_step_fn(mb, batch, optimizer=torch.optim.AdamW(mb.parameters(), lr=1e-6))
         secs = median_times(fns, args.iters, device)
-        auto = secs[choice.precision]
+        auto = secs[choice.precision] if choice else secs["fp32"]
         print(f"{shape_name:15s} (dim {shape['dim_feat']}, depth {shape['depth']}, mlp {shape['mlp_ratio']}, "
               f"T {shape['clip_len']}, batch {shape['batch']}) median of {args.iters} interleaved steps: "
               + "  ".join(f"{k} {v * 1e3:.1f} ms" for k, v in secs.items()))
-        line = (f"    fp32/bf16 time {secs['fp32'] / secs['bf16']:.2f} (>1: bf16 faster); auto -> {choice.precision}: "
-                f"fp32/auto {secs['fp32'] / auto:.2f}; {choice.reason}")
+        line = f"    fp32/bf16 time {secs['fp32'] / secs['bf16']:.2f} (>1: bf16 faster); " + (
+            f"auto -> {choice.precision}: fp32/auto {secs['fp32'] / auto:.2f}; {choice.reason}" if choice else
+            "no precision: auto in this tree")
         if mb_class is not None:
             line += (f"; MotionBERT/Pose3D time: fp32 {secs['MotionBERT fp32'] / secs['fp32']:.2f}, "
                      f"auto {secs['MotionBERT fp32'] / auto:.2f}")
