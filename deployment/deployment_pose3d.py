@@ -17,12 +17,21 @@ test clips change by at most ``--int8_tolerance_mm`` (1 mm) from the fp32 graph'
 runs it like any export.
 """
 import os
+import tempfile
+import time
+
+import numpy as np
+import torch
 
 from lib.config.cli import base_parser, config_inputs, resolve_config
 from lib.data.codec import PoseCodec
-from lib.errors import entry_point
-from lib.inference.export import INT8_TOLERANCE_MM, OPSET, PARITY_TOLERANCE, deploy, deploy_int8
-from lib.io import check_output_path, protected_inputs
+from lib.engine.metrics import mpjpe, p_mpjpe
+from lib.errors import VerificationFailed, entry_point
+from lib.inference.export import OPSET, PARITY_TOLERANCE, calibration_clips, deploy, quantize_int8, sample_clips
+from lib.inference.lift import OnnxRunner
+from lib.io import atomic_path, check_output_path, protected_inputs
+
+INT8_TOLERANCE_MM = 1.0          # largest accepted change of P1 or P2 (mm) from the fp32 graph
 from lib.model.factory import count_parameters, load_model
 
 
@@ -50,6 +59,48 @@ def metadata(cfg, checkpoint: str) -> dict:
             "dim_in": PoseCodec.from_config(cfg).input_channels, "checkpoint": os.path.basename(checkpoint),
             "input": "pose2d [N,T,17,C]: x_n=2x/w-1, y_n=2y/w-h/w (pixels, image width w, height h), confidence",
             "output": "pose3d [N,T,17,3]: x_n, y_n as the input, z_n=2z/w"}
+
+
+def int8_accuracy(fp32_path: str, int8_path: str, rootrel: bool, clips: int = 8, frames: int | None = None,
+                  seed: int = 7) -> dict:
+    """P1/P2 (mm) of the fp32 and int8 graphs on synthetic test clips with ground truth, their
+    changes, and the largest output difference (normalised units)."""
+    runners = {"fp32": OnnxRunner(fp32_path), "int8": OnnxRunner(int8_path)}
+    maxlen = int(runners["fp32"].metadata.get("maxlen", 27))
+    inputs, truth = sample_clips(clips, frames or maxlen, seed)
+    preds = {k: run(inputs) for k, run in runners.items()}
+    scores = {}
+    for name, pred in preds.items():
+        mm = PoseCodec.decode_mm(pred, truth["width"][:, None], truth["height"][:, None], truth["factor"])
+        mm = mm - mm[..., :1, :]
+        scores[name] = {"p1": float(mpjpe(mm, truth["gt_mm"]).mean()), "p2": float(p_mpjpe(mm, truth["gt_mm"]).mean())}
+    return {**scores, "p1_change_mm": abs(scores["int8"]["p1"] - scores["fp32"]["p1"]),
+            "p2_change_mm": abs(scores["int8"]["p2"] - scores["fp32"]["p2"]),
+            "max_abs_diff": float(np.abs(preds["int8"] - preds["fp32"]).max()), "clips": list(inputs.shape)}
+
+
+def deploy_int8(model: torch.nn.Module, path: str, metadata: dict, mode: str = "dynamic", opset: int = OPSET,
+                tolerance: float = PARITY_TOLERANCE, tolerance_mm: float = INT8_TOLERANCE_MM,
+                fused_attention: bool = True) -> dict:
+    """:func:`deploy` the fp32 graph (parity-checked) to a temporary file, quantize it to int8
+    (``mode``) and move it to ``path`` only if P1 and P2 change by at most ``tolerance_mm``.
+    Returns the :func:`int8_accuracy` report; raises ``VerificationFailed`` otherwise."""
+    with tempfile.TemporaryDirectory() as work, atomic_path(path) as tmp:
+        fp32 = os.path.join(work, "fp32.onnx")
+        deploy(model, fp32, metadata, opset, tolerance, fused_attention)
+        start = time.perf_counter()
+        calibration = calibration_clips(model.config.maxlen) if mode == "static" else None
+        quantize_int8(fp32, tmp, mode, calibration)
+        report = int8_accuracy(fp32, tmp, bool(metadata.get("rootrel", True)))
+        print(f"int8 ({mode}) in {time.perf_counter() - start:.1f} s; on {report['clips'][0]} synthetic test clips of "
+              f"{report['clips'][1]} frames: P1 fp32 {report['fp32']['p1']:.2f} mm, int8 {report['int8']['p1']:.2f} mm "
+              f"(change {report['p1_change_mm']:.3f} mm); P2 fp32 {report['fp32']['p2']:.2f}, int8 "
+              f"{report['int8']['p2']:.2f} (change {report['p2_change_mm']:.3f} mm); largest output difference "
+              f"{report['max_abs_diff']:.3g} (tolerance: {tolerance_mm:g} mm P1/P2 change)")
+        if not max(report["p1_change_mm"], report["p2_change_mm"]) <= tolerance_mm:
+            raise VerificationFailed(f"int8 accuracy check failed: P1 change {report['p1_change_mm']:.3f} mm, P2 change "
+                                     f"{report['p2_change_mm']:.3f} mm > {tolerance_mm:g} mm; {path} not written")
+    return report
 
 
 @entry_point

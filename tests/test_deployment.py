@@ -61,7 +61,7 @@ def test_missing_checkpoint_and_other_architecture_are_clear_errors(tiny_checkpo
 @pytest.mark.parametrize("mode, quantized_op", [("int8", "MatMulInteger"), ("int8-static", "QuantizeLinear")])
 def test_int8_export_is_accuracy_checked_and_runs_like_any_export(tiny_checkpoint, tmp_path, capsys, mode,
                                                                   quantized_op):
-    from lib.inference.export import int8_accuracy
+    from deployment.deployment_pose3d import int8_accuracy
     from lib.inference.lift import OnnxRunner
     flags, model = tiny_checkpoint(tmp_path)
     out, fp32 = tmp_path / "int8.onnx", tmp_path / "fp32.onnx"

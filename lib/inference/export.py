@@ -11,7 +11,7 @@ onnxruntime); ``fused_attention=False`` keeps to standard ONNX ops.
 int8 (:func:`quantize_int8`): onnxruntime's quantization tools turn the checked fp32 graph into
 int8 weights, either *dynamic* (activations quantized per call) or *static* QDQ (activation
 ranges calibrated on synthetic clips). An int8 graph cannot match PyTorch to 1e-4, so its check is
-accuracy-based (:func:`int8_accuracy`): P1 and P2 in mm of both graphs against the ground truth
+accuracy-based (``int8_accuracy`` in deployment/deployment_pose3d.py): P1 and P2 in mm of both graphs against the ground truth
 of synthetic test clips (H36M cameras, detector-like noise) must differ by at most
 ``INT8_TOLERANCE_MM``; the largest output difference is reported too.
 """
@@ -35,7 +35,6 @@ OPSET = 17
 SDPA = "aten::scaled_dot_product_attention"
 INPUT_NAME, OUTPUT_NAME = "pose2d", "pose3d"
 PARITY_TOLERANCE = 1e-4
-INT8_TOLERANCE_MM = 1.0          # largest accepted change of P1 or P2 (mm) from the fp32 graph
 INT8_MODES = ("dynamic", "static")
 SAMPLE_ACTIONS = ("Walking", "Greeting", "Sitting", "Eating")
 
@@ -220,49 +219,3 @@ def _typed_attention_outputs(graph):
             graph.graph.value_info.extend(onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None)
                                           for out in node.output if out and out not in known)
     return onnx.shape_inference.infer_shapes(graph)
-
-
-def int8_accuracy(fp32_path: str, int8_path: str, rootrel: bool, clips: int = 8, frames: int | None = None,
-                  seed: int = 7) -> dict:
-    """P1/P2 (mm) of the fp32 and int8 graphs on synthetic test clips with ground truth, their
-    changes, and the largest output difference (normalised units)."""
-    from lib.data.codec import PoseCodec
-    from lib.engine.metrics import mpjpe, p_mpjpe
-    from lib.inference.lift import OnnxRunner
-    runners = {"fp32": OnnxRunner(fp32_path), "int8": OnnxRunner(int8_path)}
-    maxlen = int(runners["fp32"].metadata.get("maxlen", 27))
-    inputs, truth = sample_clips(clips, frames or maxlen, seed)
-    preds = {k: run(inputs) for k, run in runners.items()}
-    scores = {}
-    for name, pred in preds.items():
-        mm = PoseCodec.decode_mm(pred, truth["width"][:, None], truth["height"][:, None], truth["factor"])
-        mm = mm - mm[..., :1, :]
-        scores[name] = {"p1": float(mpjpe(mm, truth["gt_mm"]).mean()), "p2": float(p_mpjpe(mm, truth["gt_mm"]).mean())}
-    return {**scores, "p1_change_mm": abs(scores["int8"]["p1"] - scores["fp32"]["p1"]),
-            "p2_change_mm": abs(scores["int8"]["p2"] - scores["fp32"]["p2"]),
-            "max_abs_diff": float(np.abs(preds["int8"] - preds["fp32"]).max()), "clips": list(inputs.shape)}
-
-
-def deploy_int8(model: torch.nn.Module, path: str, metadata: dict, mode: str = "dynamic", opset: int = OPSET,
-                tolerance: float = PARITY_TOLERANCE, tolerance_mm: float = INT8_TOLERANCE_MM,
-                fused_attention: bool = True) -> dict:
-    """:func:`deploy` the fp32 graph (parity-checked) to a temporary file, quantize it to int8
-    (``mode``) and move it to ``path`` only if P1 and P2 change by at most ``tolerance_mm``.
-    Returns the :func:`int8_accuracy` report; raises ``VerificationFailed`` otherwise."""
-    import tempfile
-    with tempfile.TemporaryDirectory() as work, atomic_path(path) as tmp:
-        fp32 = os.path.join(work, "fp32.onnx")
-        deploy(model, fp32, metadata, opset, tolerance, fused_attention)
-        start = time.perf_counter()
-        calibration = calibration_clips(model.config.maxlen) if mode == "static" else None
-        quantize_int8(fp32, tmp, mode, calibration)
-        report = int8_accuracy(fp32, tmp, bool(metadata.get("rootrel", True)))
-        print(f"int8 ({mode}) in {time.perf_counter() - start:.1f} s; on {report['clips'][0]} synthetic test clips of "
-              f"{report['clips'][1]} frames: P1 fp32 {report['fp32']['p1']:.2f} mm, int8 {report['int8']['p1']:.2f} mm "
-              f"(change {report['p1_change_mm']:.3f} mm); P2 fp32 {report['fp32']['p2']:.2f}, int8 "
-              f"{report['int8']['p2']:.2f} (change {report['p2_change_mm']:.3f} mm); largest output difference "
-              f"{report['max_abs_diff']:.3g} (tolerance: {tolerance_mm:g} mm P1/P2 change)")
-        if not max(report["p1_change_mm"], report["p2_change_mm"]) <= tolerance_mm:
-            raise VerificationFailed(f"int8 accuracy check failed: P1 change {report['p1_change_mm']:.3f} mm, P2 change "
-                                     f"{report['p2_change_mm']:.3f} mm > {tolerance_mm:g} mm; {path} not written")
-    return report

@@ -549,10 +549,11 @@ def report_precision(args) -> None:
 # -- ONNX fp32 vs int8 -------------------------------------------------------------------------------
 def report_onnx(args) -> None:
     """onnxruntime time of the fp32 export and its dynamic / static int8 versions (batch 1 and 8,
-    full-length clips, interleaved), with :func:`~lib.inference.export.int8_accuracy` of each. The
+    full-length clips, interleaved), with ``int8_accuracy`` (deployment/deployment_pose3d.py) of each. The
     model: ``--checkpoint`` (a trained one, with ``--config``) or the first of ``--shapes`` (random weights)."""
     import tempfile
-    from lib.inference.export import deploy, int8_accuracy, quantize_int8, calibration_clips, sample_input
+    from deployment.deployment_pose3d import int8_accuracy
+    from lib.inference.export import calibration_clips, deploy, quantize_int8, sample_input
     from lib.inference.lift import OnnxRunner
     from lib.model.factory import load_model
     if args.checkpoint:
