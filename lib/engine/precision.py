@@ -8,15 +8,15 @@ stay fp32. The config key ``precision`` (lib/config/schema.py) asks for one of t
 ``auto`` times the run's own step (model, batch shape, threads) in both precisions before the
 first update: one warm-up call each, then :data:`AUTO_ROUNDS` interleaved forward + backward
 calls each (the optimizer step is fp32 either way, so it does not change the comparison). bf16
-is chosen only when its median is at least :data:`AUTO_MARGIN` faster, so a machine or a shape
-where bf16 does not pay never gets slower. The measurement leaves no trace on the run: gradients
+is chosen only when its fastest call is at least :data:`AUTO_MARGIN` faster than fp32's fastest
+(the minimum: other processes on a shared machine only ever add time), so a machine or a shape
+where bf16 does not pay does not get slower. The measurement leaves no trace on the run: gradients
 are cleared and the RNG state is restored. Decisions are cached per shape within the process.
 On CUDA, ``auto`` is bf16 where the device supports it (no timing). Under DDP the ranks average
 their timings, so all of them choose the same precision.
 """
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -26,7 +26,7 @@ import torch
 from lib.engine import distributed as dist
 
 AUTO_ROUNDS = 3          # timed calls per precision (after one warm-up each)
-AUTO_MARGIN = 0.05       # bf16 must be at least this much faster than fp32 to be chosen
+AUTO_MARGIN = 0.10       # bf16 must be at least this much faster than fp32 to be chosen
 
 _CACHE: dict[tuple, "PrecisionChoice"] = {}
 
@@ -67,7 +67,7 @@ def measure_call(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def time_precisions(step: Callable[[bool], None], device: torch.device, rounds: int = AUTO_ROUNDS) -> dict:
-    """Median seconds of ``step(bf16)`` for bf16 False/True: one warm-up each, then ``rounds``
+    """Fastest seconds of ``step(bf16)`` for bf16 False/True: one warm-up each, then ``rounds``
     interleaved calls; the torch RNG state is restored afterwards."""
     rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
@@ -82,7 +82,7 @@ def time_precisions(step: Callable[[bool], None], device: torch.device, rounds: 
         torch.set_rng_state(rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return {name: min(ts) for name, ts in times.items()}
 
 
 def choose_precision(requested: str, device: torch.device, step: Callable[[bool], None] | None = None,
