@@ -6,11 +6,14 @@ stay fp32. The config key ``precision`` (lib/config/schema.py) asks for one of t
 ``bf16: true`` (the ``--bf16`` flag) means ``bf16``.
 
 ``auto`` times the run's own step (model, batch shape, threads) in both precisions before the
-first update: one warm-up call each, then :data:`AUTO_ROUNDS` interleaved forward + backward
-calls each (the optimizer step is fp32 either way, so it does not change the comparison). bf16
-is chosen only when its fastest call is at least :data:`AUTO_MARGIN` faster than fp32's fastest
-(the minimum: other processes on a shared machine only ever add time), so a machine or a shape
-where bf16 does not pay does not get slower. The measurement leaves no trace on the run: gradients
+first update: per precision, one warm-up call then :data:`AUTO_ROUNDS` forward + backward calls
+(the optimizer step is fp32 either way, so it does not change the comparison). The precisions are
+timed one after the other, not interleaved: a run uses one precision, and an fp32 call right
+after a bf16 one pays for fresh memory (the allocator returned the bf16 call's smaller blocks to
+the system and maps new pages for fp32's larger ones), which made interleaved fp32 timings up to
+1.5x too slow at the synthetic_wild size. bf16 is chosen only when its fastest call is at least
+:data:`AUTO_MARGIN` faster than fp32's fastest (the minimum: other processes on a shared machine
+only ever add time), so a machine or a shape where bf16 does not pay does not get slower. The measurement leaves no trace on the run: gradients
 are cleared and the RNG state is restored. Decisions are cached per shape within the process.
 On CUDA, ``auto`` is bf16 where the device supports it (no timing). Under DDP the ranks average
 their timings, so all of them choose the same precision.
@@ -67,17 +70,15 @@ def measure_call(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def time_precisions(step: Callable[[bool], None], device: torch.device, rounds: int = AUTO_ROUNDS) -> dict:
-    """Fastest seconds of ``step(bf16)`` for bf16 False/True: one warm-up each, then ``rounds``
-    interleaved calls; the torch RNG state is restored afterwards."""
+    """Fastest seconds of ``step(bf16)`` for bf16 True, then False: per precision one warm-up,
+    then ``rounds`` calls (blocked, see the module docstring); the torch RNG state is restored afterwards."""
     rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
     try:
-        times = {"fp32": [], "bf16": []}
-        for name in times:
+        times = {"bf16": [], "fp32": []}
+        for name, calls in times.items():
             step(name == "bf16")
-        for _ in range(rounds):
-            for name in times:
-                times[name].append(measure_call(lambda n=name: step(n == "bf16"), device))
+            calls.extend(measure_call(lambda n=name: step(n == "bf16"), device) for _ in range(rounds))
     finally:
         torch.set_rng_state(rng)
         if cuda_rng is not None:
