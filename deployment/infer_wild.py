@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from lib.config.cli import base_parser
-from lib.data.keypoint_files import load_track
+from lib.data.keypoint_files import check_image_size, load_track
 from lib.data.keypoints import FORMATS, guess_format, to_h36m
 from lib.data.normalize import normalize_2d
 from lib.errors import InputFileError, entry_point
@@ -52,9 +52,7 @@ def parse_args(argv=None):
 def image_size(args, stored) -> tuple[float, float]:
     """``(width, height)`` from the command line, else from the file; an error if neither has it."""
     if args.width is not None and args.height is not None:
-        if not (args.width > 0 and args.height > 0):
-            raise InputError(f"--width {args.width:g} --height {args.height:g}: the image size must be positive pixels")
-        return args.width, args.height
+        return check_image_size(args.width, args.height, "--width/--height", InputError)
     if stored:
         return stored
     raise InputError("image size unknown: pass --width and --height (pixels of the video the keypoints "

@@ -12,18 +12,19 @@ reads: refused before any work), "OS error" (a file where a run folder is needed
 and a full disk or read-only folder, simulated in-process for every write through lib/io.py: the
 files already there must stay byte-identical). tqdm progress bars on stderr are not messages.
 
-Coverage, 119 cases (computed from the table; see ``test_table_covers_every_entry_point_and_file_type``):
-  per entry point: train.py 40, infer_wild.py 22, convert_h36m_mixste_style.py 16, evaluate.py 12,
-                   deployment_pose3d.py 12, vis_attn.py 6, train_distill.py 6, make_synthetic_h36m.py 5
-  per file type:   config 27, checkpoint 22, source pickle 15, OS error 14, output over input 10, keypoints 9,
-                   clip pickle 6, output path 5, fast clip store 4, converter flags 4, synthetic flags 2,
-                   ONNX 1
+Coverage, 147 cases (computed from the table; see ``test_table_covers_every_entry_point_and_file_type``):
+  per entry point: train.py 45, infer_wild.py 36, convert_h36m_mixste_style.py 19, evaluate.py 14,
+                   deployment_pose3d.py 13, vis_attn.py 8, train_distill.py 7, make_synthetic_h36m.py 5
+  per file type:   checkpoint 29, config 27, source pickle 23, keypoints 22, OS error 14,
+                   output over input 10, clip pickle 6, output path 5, fast clip store 4, converter flags 4,
+                   synthetic flags 2, ONNX 1
 """
 import collections
 import errno
 import glob
 import hashlib
 import importlib.util
+import json
 import os
 import pickle
 import re
@@ -151,6 +152,16 @@ def src_unknown_camera(d):
     return data
 
 
+def src_value(split, key, value, index=(3, 2, 0)):
+    def build(d):
+        data = d.world.source_dict
+        array = np.array(data[split][key], dtype=np.float64 if key != "confidence" else np.float32)
+        array[index] = value
+        data[split][key] = array
+        return data
+    return build
+
+
 SOURCES = {
     "malicious": lambda d: {"train": Evil(marker(d)), "test": {}},
     "truncated": lambda d: half(d.world.source),
@@ -159,6 +170,9 @@ SOURCES = {
     "missing key": src_missing_key,
     "NaN values": src_nan,
     "unknown camera": src_unknown_camera,
+    "1e30 in test 2D": src_value("test", "joint_2d", 1e30),
+    "inf in train 3D": src_value("train", "joint3d_image", np.inf),
+    "negative confidence": src_value("train", "confidence", -0.5, (3, 2)),
 }
 
 
@@ -259,12 +273,25 @@ def malicious_checkpoint(d) -> bytes:
     return data
 
 
+def nan_weights(d) -> bytes:
+    """A checkpoint of the TINY model whose weights hold NaN (a diverged run saved as-is)."""
+    path = os.path.join(d, "nan.tmp")
+    state = build_model(dict(TINY), verbose=False).state_dict()
+    next(v for v in state.values() if v.is_floating_point() and v.numel() > 4)[:2] = float("nan")
+    save_torch(path, {"model_pos": state, "epoch": 1})
+    with open(path, "rb") as f:
+        data = f.read()
+    os.remove(path)
+    return data
+
+
 CHECKPOINTS = {
     "truncated": lambda d: half(d.world.ckpt),
     "empty": lambda d: b"",
     "malicious": malicious_checkpoint,
     "another architecture": other_architecture,
     "not a checkpoint": lambda d: "model_pos: 1\n",
+    "NaN weights": nan_weights,
 }
 
 
@@ -390,6 +417,35 @@ def array_file(name, array):
     return build
 
 
+def detections(**changes):
+    """AlphaPose-style detections of 3 frames with ``changes`` applied to the second one, or
+    (with ``top``) a top-level dict around them."""
+    def build(d):
+        rng = np.random.default_rng(1)
+        dets = [{"image_id": f"{t}.jpg", "idx": 1, "score": 0.9,
+                 "keypoints": np.concatenate([rng.uniform(100, 500, (17, 2)), np.ones((17, 1))], -1).ravel().tolist()}
+                for t in range(3)]
+        top = changes.pop("top", None)
+        dets[1].update(changes)
+        body = dets if top is None else {**top, "keypoints": None}
+        text = json.dumps(body)
+        if top is not None:
+            text = json.dumps({**top, "instance_info": [{"instances": [{"keypoints": np.reshape(x["keypoints"], (17, 3))
+                                                                          .tolist()}]} for x in dets]})
+        return put(os.path.join(d, "kp.json"), text)
+    return build
+
+
+def keypoint_array(value, where=(4, 3, 0)):
+    def build(d):
+        path = keypoints(d)
+        array = np.load(path)
+        array[where] = value
+        np.save(path, array)
+        return path
+    return build
+
+
 KEYPOINTS = {
     "malformed JSON": lambda d: put(os.path.join(d, "kp.json"), "[{\"keypoints\": [1, 2,"),
     "JSON of another shape": lambda d: put(os.path.join(d, "kp.json"), "42"),
@@ -400,11 +456,26 @@ KEYPOINTS = {
     "npz without keypoints": array_file("kp.npz", {"poses": np.ones((20, 17, 3), np.float32)}),
     "truncated npy": lambda d: put(os.path.join(d, "kp.npy"), half(keypoints(d))),
     "unsupported extension": lambda d: put(os.path.join(d, "kp.txt"), "1 2 3"),
+    "AlphaPose text keypoints": detections(keypoints="12.5, 30, 0.9"),
+    "AlphaPose text numbers": detections(keypoints=["12.5", "30", "0.9"] * 17),
+    "AlphaPose ragged keypoints": detections(keypoints=[[1, 2, 0.9], [3, 4]] + [[5, 6, 0.9]] * 15),
+    "width text": detections(top={"width": "abc", "height": 480}),
+    "width null": detections(top={"width": None, "height": 480}),
+    "width infinite": detections(top={"width": float("inf"), "height": 480}),
+    "MMPose instances a number": lambda d: put(os.path.join(d, "kp.json"),
+                                               json.dumps({"instance_info": [{"instances": 3}]})),
+    "inf coordinate": keypoint_array(np.inf),
+    "1e30 coordinate": keypoint_array(1e30),
+    "negative confidence": keypoint_array(-0.2, (4, 3, 2)),
 }
 
 
 def wild_keypoints(kind):
-    return lambda d: wild(d, KEYPOINTS[kind](d), os.path.join(d, "absent.onnx"))
+    def build(d):
+        argv = wild(d, KEYPOINTS[kind](d), os.path.join(d, "absent.onnx"))
+        return argv if not kind.startswith("width") else [a for a in argv if a not in ("--width", "640",
+                                                                                          "--height", "480")]
+    return build
 
 
 def wild_text_onnx(d):
@@ -538,10 +609,12 @@ def cases() -> list[Case]:
     table = []
     for kind in SOURCES:
         table.append(Case(f"convert-source-{kind}", "convert", "source pickle", convert_bad_source(kind), SOURCE))
-    for kind in ("malicious", "truncated", "not a dict", "missing key", "NaN values", "unknown camera"):
+    for kind in ("malicious", "truncated", "not a dict", "missing key", "NaN values", "unknown camera",
+                 "1e30 in test 2D", "inf in train 3D", "negative confidence"):
         table.append(Case(f"train-source-{kind}", "train", "source pickle", train_bad_source(kind), SOURCE))
-    table.append(Case("evaluate-source-malicious", "evaluate", "source pickle", evaluate_bad_source("malicious"), SOURCE))
-    table.append(Case("vis-source-malicious", "vis", "source pickle", vis_bad_source("malicious"), SOURCE))
+    for kind in ("malicious", "1e30 in test 2D"):
+        table.append(Case(f"evaluate-source-{kind}", "evaluate", "source pickle", evaluate_bad_source(kind), SOURCE))
+        table.append(Case(f"vis-source-{kind}", "vis", "source pickle", vis_bad_source(kind), SOURCE))
     for kind in CLIPS:
         table.append(Case(f"train-clip-{kind}", "train", "clip pickle", train_bad_clip(kind), "00000000.pkl"))
     for kind in ("malicious", "truncated"):
@@ -550,16 +623,16 @@ def cases() -> list[Case]:
         table.append(Case(f"train-store-{kind}", "train", "fast clip store", train_bad_store(kind), "clips_"))
     for kind in (*CHECKPOINTS, "directory"):
         table.append(Case(f"evaluate-ckpt-{kind}", "evaluate", "checkpoint", evaluate_ckpt(kind)))
-    for kind in ("malicious", "truncated", "directory", "another architecture"):
+    for kind in ("malicious", "truncated", "directory", "another architecture", "NaN weights"):
         table.append(Case(f"train-resume-{kind}", "train", "checkpoint", train_resume_ckpt(kind)))
-    for kind in ("malicious", "empty"):
+    for kind in ("malicious", "empty", "NaN weights"):
         table.append(Case(f"train-pretrained-{kind}", "train", "checkpoint", train_pretrained_ckpt(kind)))
-    for kind in ("malicious", "another architecture"):
+    for kind in ("malicious", "another architecture", "NaN weights"):
         table.append(Case(f"vis-ckpt-{kind}", "vis", "checkpoint", vis_ckpt(kind)))
         table.append(Case(f"wild-ckpt-{kind}", "wild", "checkpoint", wild_ckpt(kind)))
-    for kind in ("malicious", "empty", "directory", "another architecture"):
+    for kind in ("malicious", "empty", "directory", "another architecture", "NaN weights"):
         table.append(Case(f"export-ckpt-{kind}", "export", "checkpoint", export_ckpt(kind)))
-    for kind in ("malicious", "truncated"):
+    for kind in ("malicious", "truncated", "NaN weights"):
         table.append(Case(f"distill-teacher-{kind}", "distill", "checkpoint", distill_teacher(kind)))
     table += [
         Case("train-yaml-syntax", "train", "config", train_cfg("epochs: [1,\nbatch_size: 2\n"), "line"),
@@ -595,6 +668,12 @@ def cases() -> list[Case]:
     ]
     for kind in KEYPOINTS:
         table.append(Case(f"wild-keypoints-{kind}", "wild", "keypoints", wild_keypoints(kind), "kp."))
+    table += [
+        Case("wild-width-inf", "wild", "keypoints", on_cfg(wild_args, {}, "--width", "inf"), "--width"),
+        Case("wild-fps-0-render", "wild", "keypoints",
+             on_cfg(wild_args, {}, "--fps", "0", "--render", "r.gif"), "--fps"),
+        Case("wild-fps-nan-bvh", "wild", "keypoints", on_cfg(wild_args, {}, "--fps", "nan", "--bvh", "b.bvh"), "--fps"),
+    ]
     table += [
         Case("wild-onnx-text-file", "wild", "ONNX", wild_text_onnx, "model.onnx"),
         Case("wild-out-is-folder", "wild", "output path",

@@ -146,3 +146,66 @@ def test_blazepose_lifts_like_its_coco_subset():
     pelvis, thorax = h36m[:, 0], h36m[:, 8]
     np.testing.assert_allclose(pelvis, blazepose[:, [23, 24]].mean(1), rtol=1e-6)      # hips 23, 24
     np.testing.assert_allclose(thorax, blazepose[:, [11, 12]].mean(1), rtol=1e-6)      # shoulders 11, 12
+
+
+# -- what real detectors write (documented handling in lib/data/keypoint_files.py) ---------------
+def test_joints_at_zero_zero_are_missing_and_filled_from_their_own_detections(tmp_path):
+    """OpenPose/MMPose write an undetected joint as (0, 0, 0): it is filled like NaN, per joint,
+    never taken as a person at the image corner; a frame of zeros only is a frame without a detection."""
+    pose = numbered(17, 4) + 100.0                          # every joint away from (0, 0)
+    pose[:, 5, 0] = [100, 0, 300, 400]                      # joint 5's x moves 100 per frame
+    pose[1, 5] = 0.0                                       # joint 5 undetected in frame 1
+    pose[2] = 0.0                                          # nobody detected in frame 2
+    np.save(tmp_path / "kp.npy", pose)
+    track = load_track(str(tmp_path / "kp.npy"))
+    np.testing.assert_array_equal(track.filled, [False, False, True, False])
+    np.testing.assert_allclose(track.keypoints[:, 5, 0], [100, 200, 300, 400])    # interpolated per joint
+    np.testing.assert_allclose(track.keypoints[1, 5, 2], pose[0, 5, 2], rtol=1e-6)   # confidence: neighbours
+    np.testing.assert_allclose(track.keypoints[2, 3], (pose[1, 3] + pose[3, 3]) / 2, rtol=1e-6)
+    assert np.isfinite(track.keypoints).all() and (track.keypoints[..., :2] > 0).all()
+
+
+def test_a_joint_never_detected_sits_at_the_frame_mean_with_confidence_zero(tmp_path):
+    pose = numbered(17, 3) + 100.0
+    pose[:, 16] = 0.0
+    np.save(tmp_path / "kp.npy", pose)
+    track = load_track(str(tmp_path / "kp.npy"))
+    np.testing.assert_allclose(track.keypoints[:, 16, :2], pose[:, :16, :2].mean(axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(track.keypoints[:, 16, 2], 0)
+
+
+@pytest.mark.parametrize("ids, order", [
+    (["IMG_20240101123002.jpg", "IMG_20240101123000.jpg", "IMG_20240101123001.jpg"], [2, 0, 1]),   # timestamps
+    ([-3, 5, -1], [0, 2, 1]),                                # negative ids: no frame lost
+])
+def test_image_ids_are_ordered_not_used_as_indices(tmp_path, ids, order, capsys):
+    dets = alphapose([(0, 1)] * 3, num_joints=17)
+    for det, image_id, rank in zip(dets, ids, order):
+        det["image_id"] = image_id
+        det["keypoints"][0] = 100.0 + 10 * rank              # joint 0's x encodes the expected position
+    track = load_track(write_json(tmp_path, dets))
+    assert track.keypoints.shape == (3, 17, 3) and not track.filled.any()
+    np.testing.assert_allclose(track.keypoints[:, 0, 0], [100, 110, 120])
+    assert "not frame numbers" in capsys.readouterr().out
+
+
+def test_frame_number_ids_keep_the_gaps_aligned_with_the_video(tmp_path):
+    dets = alphapose([(2, 1), (5, 1)], num_joints=17)
+    track = load_track(write_json(tmp_path, dets))
+    assert len(track.keypoints) == 6
+    np.testing.assert_array_equal(track.filled, [True, True, False, True, True, False])
+
+
+def test_confidence_above_one_is_used_with_a_note(tmp_path, capsys):
+    pose = numbered(17, 2) + 100.0
+    pose[..., 2] = 1.7
+    np.save(tmp_path / "kp.npy", pose)
+    track = load_track(str(tmp_path / "kp.npy"))
+    np.testing.assert_allclose(track.keypoints[..., 2], 1.7, rtol=1e-6)
+    assert "confidences above 1" in capsys.readouterr().out
+
+
+def test_all_keypoints_missing_is_an_error(tmp_path):
+    np.save(tmp_path / "kp.npy", np.zeros((3, 17, 3)))
+    with pytest.raises(KeypointFileError, match="nothing was detected"):
+        load_track(str(tmp_path / "kp.npy"))

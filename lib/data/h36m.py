@@ -32,6 +32,7 @@ from lib.data.camera import UnknownCameraError, resolutions
 from lib.data.normalize import denormalize_3d, normalize_2d, normalize_3d
 from lib.data.skeleton import NUM_JOINTS
 from lib.errors import ConfigError, DataError
+from lib.data.values import MM_LIMIT, PIXEL_LIMIT, check_confidence, check_numbers
 from lib.io import load_pickle
 
 SPLITS = ("train", "test")
@@ -40,6 +41,9 @@ REQUIRED_KEYS = {
     "test": ("joint_2d", "joint3d_image", "camera_name", "source",
              "joints_2.5d_image", "2.5d_factor", "action"),
 }
+# Plausible magnitude of each per-frame array (lib/data/values.py); confidence: check_confidence.
+SOURCE_LIMITS = {"joint_2d": PIXEL_LIMIT, "joint3d_image": PIXEL_LIMIT, "joints_2.5d_image": MM_LIMIT,
+                 "2.5d_factor": MM_LIMIT, "confidence": None}
 SYNTHETIC_HINT = ("To try Pose3D without the licensed data, make an H36M-format synthetic file with:\n"
                   "    python tools/make_synthetic_h36m.py --out {path}")
 
@@ -79,14 +83,14 @@ def check_split(split_data: dict, split: str, path: str = "<source>") -> None:
         if key in split_data and len(split_data[key]) != n:
             raise DataError(f"{path}: '{split}/{key}' has {len(split_data[key])} frames but "
                             f"'source' has {n}; every per-frame array must have the same length")
-    for key in ("joint_2d", "joint3d_image", "confidence", "joints_2.5d_image", "2.5d_factor"):
+    fix = "fill or drop those frames before training or evaluating (index = frame, joint, channel)"
+    for key, limit in SOURCE_LIMITS.items():
         if key in split_data:
-            values = np.asarray(split_data[key])          # no float copy of the (large) array
-            bad = ~np.isfinite(values) if values.dtype.kind == "f" else np.zeros(1, bool)
-            if bad.any():
-                frame = int(np.argwhere(bad)[0][0])
-                raise DataError(f"{path}: '{split}/{key}' holds {int(bad.sum())} NaN/inf values (first at frame "
-                                f"{frame}); fill or drop those frames before training or evaluating")
+            check_numbers(split_data[key], f"{path}: '{split}/{key}'", limit, hint=fix)
+    if "confidence" in split_data:
+        note = check_confidence(split_data["confidence"], f"{path}: '{split}/confidence'", hint=fix)
+        if note:
+            print(note)
 
 
 def sequence_id(source: str) -> str:

@@ -7,8 +7,13 @@ x, y, confidence, ``C`` = 2 means confidence 1):
 * ``.npz``: EHGFormer's ``kpts [T, K, 2]`` with optional ``kpts_score [T, K, 1]``, or ``keypoints [T, K, C]``.
 * ``.json``:
   - AlphaPose: a list of detections ``{"image_id": "12.jpg" | 12, "keypoints": [x, y, s] * K,
-    "idx": track_id, ...}``; the number in ``image_id`` is the frame index (AlphaPose numbers a
-    video's frames from 0); without numbers, frames are taken in order of appearance;
+    "idx": track_id, ...}``. Frame ids are *ordered*, never used as array indices as they are: the
+    (last) number in ``image_id`` orders the frames. When the numbers are frame numbers (all >= 0
+    and the largest below ``10 x frames + 1000``; AlphaPose numbers a video's frames from 0) the
+    frames between and before them are kept (filled) so the output stays aligned with the video;
+    otherwise (timestamps such as ``IMG_20240101123000.jpg``, negative ids) there is one output
+    frame per distinct id, in the order of the numbers, and a note says so. Without numbers,
+    frames are taken in order of appearance;
   - per-frame lists (MMPose, ViTPose, YOLO-pose exports): a list over frames, each a list of
     people (an empty list for a frame without anyone), or MMPose's ``{"instance_info": [{"instances":
     [...]}, ...]}``; a person is ``[[x, y(, s)], ...]`` or a dict with ``keypoints`` (``[K, 2|3]`` or
@@ -16,10 +21,20 @@ x, y, confidence, ``C`` = 2 means confidence 1):
   - a plain ``[T, K, C]`` nested list, or a dict with ``keypoints [T, K, C]``.
   A top-level dict may carry the image size as ``width`` and ``height`` (also inside ``meta_info``).
 
+What is refused (one line naming the file): keypoints that are text, ragged lists or not
+``[K, 2|3]``; a non-numeric, missing or non-positive ``width``/``height``; an MMPose ``instances``
+that is not a list; infinite or implausible coordinates (``|x|, |y| > 1e5`` pixels) and negative
+confidences (:mod:`lib.data.values`; confidences above 1 are used with a printed note).
+
+Missing joints: a joint at exactly (0, 0) is how OpenPose and MMPose write "not detected"; it is
+treated like NaN (missing), never as a person at the image corner.
+
 One person is selected: with ``focus`` the detections whose track id equals it, otherwise the file
 must hold at most one person per frame (several people are an error, never concatenated). Frames
 without the person are filled, never dropped: x, y and confidence are interpolated linearly between
-the neighbouring detections and held constant before the first and after the last one.
+the neighbouring detections and held constant before the first and after the last one. A joint
+missing in some frames is filled the same way from its own detections; a joint never detected
+is placed at the mean of the frame's other joints with confidence 0.
 """
 from __future__ import annotations
 
@@ -29,6 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lib.data.values import PIXEL_LIMIT, check_confidence, check_numbers
 from lib.errors import InputFileError
 from lib.io import check_input_file, load_json, load_npy, load_npz
 
@@ -60,7 +76,11 @@ def load_track(path: str, focus=None, num_frames: int | None = None) -> Track:
     else:
         raise KeypointFileError(f"{path}: unsupported file type {ext!r} (use .json, .npy or .npz)")
     keypoints, present = _select(frames, focus, path, num_frames)
-    return Track(fill_gaps(keypoints, present), ~present, size)
+    check_numbers(keypoints[..., :2], f"{path}: keypoint x, y", PIXEL_LIMIT, KeypointFileError, allow_nan=True)
+    note = check_confidence(keypoints[..., 2], f"{path}: keypoint", KeypointFileError)
+    if note:
+        print(note)
+    return Track(fill_gaps(keypoints), ~present, size)
 
 
 def _read_json(path: str):
@@ -90,14 +110,15 @@ def _frames_from_array(array, path: str) -> Frames:
         raise KeypointFileError(f"{path}: keypoints are not a numeric [T, K, C] array") from None
     if array.ndim != 3 or array.shape[-1] not in (2, 3) or len(array) == 0:
         raise KeypointFileError(f"{path}: expected keypoints [T, K, 2 or 3], got shape {array.shape}")
-    return {t: [(None, _with_confidence(pose, path))] for t, pose in enumerate(array)}
+    return {t: [(None, _with_confidence(pose, path, f"frame {t}"))] for t, pose in enumerate(array)}
 
 
 def _frames_from_json(data, path: str) -> tuple[Frames, tuple | None]:
     """Dispatch on the JSON layout (module doc); returns frames and the stored image size."""
     size = None
     if isinstance(data, dict):
-        size = _size_from(data.get("meta_info") or {}) or _size_from(data)
+        meta = data.get("meta_info")
+        size = (_size_from(meta, path) if isinstance(meta, dict) else None) or _size_from(data, path)
         body = data.get("instance_info", data.get("keypoints"))
         if body is None:
             raise KeypointFileError(f"{path}: a JSON object needs 'instance_info' or 'keypoints'")
@@ -107,6 +128,10 @@ def _frames_from_json(data, path: str) -> tuple[Frames, tuple | None]:
     if all(isinstance(d, dict) and "image_id" in d for d in data):
         return _frames_from_detections(data, path), size
     if all(isinstance(d, dict) and "instances" in d for d in data):
+        bad = [t for t, d in enumerate(data) if not isinstance(d["instances"], list)]
+        if bad:
+            raise KeypointFileError(f"{path}: 'instances' of frame {bad[0]} is {data[bad[0]]['instances']!r}, "
+                                    "expected a list of people (MMPose's layout)")
         return {t: [_person(p, path) for p in d["instances"]] for t, d in enumerate(data)}, size
     if _is_numeric(data):
         return _frames_from_array(data, path), size
@@ -115,10 +140,23 @@ def _frames_from_json(data, path: str) -> tuple[Frames, tuple | None]:
     raise KeypointFileError(f"{path}: unrecognised JSON layout (see docs/inference.md for the accepted ones)")
 
 
-def _size_from(meta: dict) -> tuple | None:
-    if "width" in meta and "height" in meta:
-        return float(meta["width"]), float(meta["height"])
+def _size_from(meta: dict, path: str) -> tuple | None:
+    if "width" in meta or "height" in meta:
+        return check_image_size(meta.get("width"), meta.get("height"), f"{path}: 'width'/'height'")
     return None
+
+
+def check_image_size(width, height, whose: str, error: type[InputFileError] = KeypointFileError) -> tuple:
+    """``(width, height)`` as positive finite pixels (numbers, not text); else ``error`` naming
+    ``whose`` (the file or the flags) and both values."""
+    def pixels(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            return None
+        return float(value) if 0 < float(value) < np.inf else None
+    size = pixels(width), pixels(height)
+    if None in size:
+        raise error(f"{whose}: image size {width!r} x {height!r}; both must be positive, finite numbers of pixels")
+    return size
 
 
 def _is_numeric(data) -> bool:
@@ -129,53 +167,81 @@ def _is_numeric(data) -> bool:
 
 
 def _frames_from_detections(detections: list, path: str) -> Frames:
-    """AlphaPose detections grouped by frame (the number in ``image_id``, else order of appearance)."""
+    """AlphaPose detections grouped by frame: ids ordered by their number (module doc)."""
     ids = [d["image_id"] for d in detections]
     numbers = [_frame_number(i) for i in ids]
     if None in numbers:
         order = {i: n for n, i in enumerate(dict.fromkeys(map(str, ids)))}
         numbers = [order[str(i)] for i in ids]
+    elif not frame_numbers(numbers):
+        rank = {n: r for r, n in enumerate(sorted(set(numbers)))}
+        print(f"note: {path}: image ids {min(numbers)} ... {max(numbers)} are not frame numbers (negative or far "
+              f"apart): one frame per id, {len(rank)} frames in the order of the ids")
+        numbers = [rank[n] for n in numbers]
     frames: Frames = {}
-    for number, detection in zip(numbers, detections):
-        frames.setdefault(number, []).append(_person(detection, path))
+    for i, (number, detection) in enumerate(zip(numbers, detections)):
+        frames.setdefault(number, []).append(_person(detection, path, f"detection {i} (image_id {ids[i]!r})"))
     return frames
 
 
+def frame_numbers(numbers: list[int]) -> bool:
+    """Whether image-id numbers are a video's frame numbers (kept as positions, gaps filled)."""
+    return min(numbers) >= 0 and max(numbers) < 10 * len(set(numbers)) + 1000
+
+
 def _frame_number(image_id) -> int | None:
-    if isinstance(image_id, int):
-        return image_id
+    if isinstance(image_id, (int, np.integer)) and not isinstance(image_id, bool):
+        return int(image_id)
     digits = re.findall(r"\d+", os.path.splitext(os.path.basename(str(image_id)))[0])
     return int(digits[-1]) if digits else None
 
 
-def _person(obj, path: str) -> tuple:
+def _person(obj, path: str, which: str = "a person") -> tuple:
     """``(track id or None, keypoints [K, 3])`` of one detection (dict or ``[K, C]`` list)."""
     track = None
     if isinstance(obj, dict):
         if "keypoints" not in obj:
-            raise KeypointFileError(f"{path}: a detection has no 'keypoints' (keys: {sorted(obj)})")
+            raise KeypointFileError(f"{path}: {which} has no 'keypoints' (keys: {sorted(obj)})")
         track = obj.get("idx", obj.get("track_id"))
         track = track[0] if isinstance(track, list) and len(track) == 1 else track
-        points = np.asarray(obj["keypoints"], dtype=np.float64)
+        points = _numbers(obj["keypoints"], path, which)
         if points.ndim == 1:
             if points.size % 3:
-                raise KeypointFileError(f"{path}: flat 'keypoints' must hold K * 3 numbers, got {points.size}")
+                raise KeypointFileError(f"{path}: flat 'keypoints' of {which} must hold K * 3 numbers, got {points.size}")
             points = points.reshape(-1, 3)
         if points.ndim == 2 and points.shape[-1] == 2 and "keypoint_scores" in obj:
-            points = np.concatenate([points, np.asarray(obj["keypoint_scores"], np.float64).reshape(-1, 1)], -1)
+            scores = _numbers(obj["keypoint_scores"], path, f"{which} ('keypoint_scores')")
+            if scores.size != len(points):
+                raise KeypointFileError(f"{path}: {which} has {len(points)} keypoints but {scores.size} scores")
+            points = np.concatenate([points, scores.reshape(-1, 1)], -1)
         obj = points
-    return track, _with_confidence(obj, path)
+    return track, _with_confidence(obj, path, which)
 
 
-def _with_confidence(pose, path: str) -> np.ndarray:
-    """``[K, 2|3]`` -> ``[K, 3]`` (confidence 1 when absent)."""
+def _numbers(value, path: str, which: str) -> np.ndarray:
+    """``value`` as a float array: text (``"12.5"``), ragged lists and other objects are refused."""
     try:
-        pose = np.asarray(pose, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise KeypointFileError(f"{path}: a person's keypoints are not numeric") from None
+        raw = np.asarray(value)
+    except ValueError:                       # numpy >= 1.24: ragged nested lists
+        raw = np.asarray(value, dtype=object)
+    if raw.dtype.kind in "US":
+        raise KeypointFileError(f"{path}: the keypoints of {which} are text ({str(raw.flat[0])[:20]!r}...), "
+                                "expected numbers")
+    if raw.dtype.kind not in "fiub":
+        raise KeypointFileError(f"{path}: the keypoints of {which} are not a regular numeric array (ragged "
+                                "lists, text or null values)")
+    return raw.astype(np.float64)
+
+
+def _with_confidence(pose, path: str, which: str = "a person") -> np.ndarray:
+    """``[K, 2|3]`` -> ``[K, 3]`` (confidence 1 when absent); a joint at (0, 0) -> NaN (missing)."""
+    pose = _numbers(pose, path, which)
     if pose.ndim != 2 or pose.shape[-1] not in (2, 3):
-        raise KeypointFileError(f"{path}: a person's keypoints must be [K, 2 or 3], got shape {pose.shape}")
-    return pose if pose.shape[-1] == 3 else np.concatenate([pose, np.ones((len(pose), 1))], -1)
+        raise KeypointFileError(f"{path}: the keypoints of {which} must be [K, 2 or 3], got shape {pose.shape}")
+    pose = pose if pose.shape[-1] == 3 else np.concatenate([pose, np.ones((len(pose), 1))], -1)
+    undetected = (pose[:, 0] == 0) & (pose[:, 1] == 0)
+    pose[undetected] = np.nan
+    return pose
 
 
 def _select(frames: Frames, focus, path: str, num_frames: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -207,13 +273,29 @@ def _stack(found: dict, path: str, num_frames: int | None) -> tuple[np.ndarray, 
     keypoints = np.full((length, joints.pop(), 3), np.nan)
     for t, pose in found.items():
         keypoints[t] = pose
-    present = ~np.isnan(keypoints).any(axis=(1, 2))
+    present = ~np.isnan(keypoints[..., :2]).all(axis=(1, 2))
+    if not present.any():
+        raise KeypointFileError(f"{path}: every keypoint is missing (NaN or at (0, 0)): nothing was detected")
     return keypoints, present
 
 
-def fill_gaps(keypoints: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Fill frames where ``present`` is False: linear interpolation between detections, hold at the ends."""
+def fill_gaps(keypoints: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+    """Fill missing values (NaN; or whole frames where ``present`` is False): each joint is
+    interpolated linearly between its own detections and held before the first and after the
+    last; a joint never detected is put at the mean of the frame's joints, confidence 0."""
+    keypoints = np.array(keypoints, dtype=np.float64)
+    if present is not None:
+        keypoints[~np.asarray(present)] = np.nan
     frames = np.arange(len(keypoints))
-    flat = keypoints.reshape(len(keypoints), -1)
-    filled = np.stack([np.interp(frames, frames[present], col[present]) for col in flat.T], axis=1)
-    return filled.reshape(keypoints.shape).astype(np.float32)
+    for j in range(keypoints.shape[1]):
+        seen = ~np.isnan(keypoints[:, j, :2]).any(axis=-1)
+        if seen.any():
+            for c in range(keypoints.shape[2]):
+                keypoints[:, j, c] = np.interp(frames, frames[seen], keypoints[seen, j, c])
+    never = np.isnan(keypoints[..., :2]).any(axis=(0, 2))
+    if never.any():
+        with np.errstate(invalid="ignore"):
+            centre = np.nanmean(keypoints[:, ~never, :2], axis=1)
+        keypoints[:, never, :2] = centre[:, None]
+        keypoints[:, never, 2] = 0.0
+    return keypoints.astype(np.float32)

@@ -7,6 +7,7 @@ model with :func:`make_runner`, lift with :func:`lib.inference.lift.lift` and wr
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 import numpy as np
@@ -72,8 +73,11 @@ def check_outputs(args, out: str) -> None:
         if real in seen:
             raise InputFileError(f"{flag} {path} is also the {seen[real]} output: give each output its own file")
         seen[real] = flag
-    if args.bvh is not None and not args.bvh_height > 0:
+    if args.bvh is not None and not 0 < args.bvh_height < math.inf:
         raise InputFileError(f"--bvh_height must be positive centimetres, got {args.bvh_height:g}")
+    fps = getattr(args, "fps", None)
+    if fps is not None and not 0 < fps < math.inf:
+        raise InputFileError(f"--fps must be a positive frame rate, got {fps:g}")
 
 
 def write_results(args, out: str, pose3d: np.ndarray, pose2d: np.ndarray, size: tuple[float, float],
@@ -81,6 +85,10 @@ def write_results(args, out: str, pose3d: np.ndarray, pose2d: np.ndarray, size: 
     """Write the ``.npy`` (normalised units, or pixels with ``--pixel``), then ``--render`` (over the
     video's frames ``background`` when given) and ``--bvh``."""
     width, height = size
+    bad = ~np.isfinite(pose3d)
+    if bad.any():
+        raise InputFileError(f"{args.model}: the model's output holds NaN/inf in {100 * bad.mean():.0f} % of the values "
+                             f"(its weights or the input are broken); nothing was written")
     save_npy(out, to_pixels(pose3d, width, height, rootrel) if args.pixel else pose3d)
     units = "pixels" if args.pixel else "normalised units"
     print(f"wrote {out}: {pose3d.shape} ({'root-relative' if rootrel else 'global'}, {units})")

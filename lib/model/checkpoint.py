@@ -39,6 +39,7 @@ import torch
 
 from lib.data.codec import PoseCodec
 from lib.errors import CheckpointError
+from lib.data.values import WEIGHT_LIMIT, check_numbers
 from lib.io import load_checkpoint, save_torch
 from lib.model.dstformer import DSTformerConfig
 
@@ -136,9 +137,16 @@ def read_checkpoint(path: str, what: str = "checkpoint") -> Checkpoint:
     """The checkpoint at ``path`` in the current layout; :class:`CheckpointError` when it is not one."""
     raw = load_checkpoint(path, what)
     try:
-        return Checkpoint.from_dict(raw)
+        checkpoint = Checkpoint.from_dict(raw)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
+    states = {"": checkpoint.model_state, **{f"extra/{k}/": v for k, v in checkpoint.extra.items()}}
+    for prefix, state in states.items():
+        for name, tensor in state.items() if isinstance(state, Mapping) else ():
+            if torch.is_tensor(tensor) and tensor.is_floating_point():
+                check_numbers(tensor, f"{path}: weight {prefix}{name}", WEIGHT_LIMIT, CheckpointError,
+                              "the weights are broken (a diverged run?); use an earlier checkpoint")
+    return checkpoint
 
 
 def write_checkpoint(path: str, checkpoint: Checkpoint) -> None:
