@@ -19,7 +19,7 @@ def main(argv=None):
     cfg = resolve_config(args)
     if args.evaluate:
         return run_evaluation(cfg, args.evaluate)
-    return run_training(cfg, args)
+    return run_training(cfg, args, script="train.py", argv=argv)
 
 
 if __name__ == "__main__":

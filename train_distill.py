@@ -24,7 +24,7 @@ def main(argv=None):
     cfg = resolve_config(args, distill_cfg=args.distill_cfg)
     if args.evaluate:
         return run_evaluation(cfg, args.evaluate)
-    return run_training(cfg, args, trainer_cls=DistillTrainer)
+    return run_training(cfg, args, trainer_cls=DistillTrainer, script="train_distill.py", argv=argv)
 
 
 if __name__ == "__main__":

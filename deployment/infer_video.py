@@ -22,7 +22,7 @@ from lib.inference.lift import lift
 from lib.inference.session import (add_model_args, add_output_args, check_outputs, make_runner, model_inputs,
                                    write_results)
 from lib.inference.video import detect, frames, model_fps, open_video, resample, track, write_keypoints_json
-from lib.io import check_output_path, protected_inputs
+from lib.io import check_input_file, check_output_path, protected_inputs
 
 DETECTOR_NAME = "BlazePose full (MediaPipe 0.10.21 model files)"
 
@@ -68,8 +68,9 @@ def lifting_fps(args) -> float:
 
 
 def run(args) -> dict:
-    require_video_extra()                           # one line naming the extra, before anything else
+    check_input_file(args.video, "video (--video)")
     if args.stream:
+        require_video_extra()
         from lib.inference.stream import run_stream
         return run_stream(args)
     paths = output_paths(args)
@@ -77,6 +78,7 @@ def run(args) -> dict:
         raise InputFileError(f"--out {args.out} is a file; give a folder")
     check_outputs(args, paths["pose3d"])
     check_output_path(paths["keypoints"], "--out")
+    require_video_extra()              # one line naming the extra, after the paths the user typed
     info = open_video(args.video)
     runner, maxlen, rootrel = make_runner(args)
     fps = lifting_fps(args)

@@ -14,6 +14,14 @@ entry points on their output flags before any work -- refuses a target that is o
 (resolved paths, symbolic and hard links included). Helpers for each format (:func:`write_json`, :func:`write_yaml`,
 :func:`save_torch`, :func:`write_pickle`, :func:`save_npy`, :func:`save_npz`) build on it.
 
+Owning a folder: :func:`own_folder` is the one lock of Pose3D. A training or distillation run
+owns its run folder (lock file ``.pose3d-owner`` inside it), a clip slicing owns its clip folder
+(``.<name>.pose3d-owner`` beside it, since the folder itself is renamed into place). It is an
+``fcntl.flock`` on that file: the operating system releases it when the process ends, however it
+ends, so a killed run never leaves a stale lock. The owner writes its PID and command into the
+file; a second process refuses with :class:`~lib.errors.RunFolderBusy` naming the folder and that
+PID.
+
 Reading: one safe loader per file type, each raising a :class:`~lib.errors.Pose3DError` subclass
 whose one-line message names the file, what is wrong and what to do:
 
@@ -29,11 +37,14 @@ whose one-line message names the file, what is wrong and what to do:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import io
 import json
 import os
 import pickle
+import shlex
+import sys
 import zipfile
 from typing import Any, Callable, Iterator
 
@@ -41,7 +52,7 @@ import numpy as np
 import yaml
 
 from lib.errors import (CheckpointError, ConfigError, DataError, FileSystemError, InputFileError, Pose3DError,
-                        os_error_message)
+                        RunFolderBusy, os_error_message)
 
 TMP_MARK = ".pose3d-tmp-"
 
@@ -217,6 +228,66 @@ def save_npy(path: str, array: np.ndarray) -> None:
 def save_npz(path: str, **arrays: np.ndarray) -> None:
     with atomic_write(path, "wb") as f:
         np.savez_compressed(f, **arrays)
+
+
+# -- owning a folder ----------------------------------------------------------------------------
+OWNER_FILE = ".pose3d-owner"
+_OWNED: dict[str, int] = {}       # lock file (realpath) -> fd, for the folders this process owns
+
+
+def owner_lock_path(folder: str, inside: bool = True) -> str:
+    """The lock file of ``folder``: inside it (run folders) or, for a folder that is renamed into
+    place (clip folders), beside it as ``.<name>.pose3d-owner``."""
+    folder = os.path.normpath(folder)
+    if inside:
+        return os.path.join(folder, OWNER_FILE)
+    return os.path.join(os.path.dirname(folder), f".{os.path.basename(folder)}{OWNER_FILE}")
+
+
+@contextlib.contextmanager
+def own_folder(folder: str, what: str = "run folder", inside: bool = True) -> Iterator[None]:
+    """Hold the owner lock of ``folder`` while the block runs (see the module docstring); the
+    folder (``inside``) or its parent is created. Re-entrant within one process. Another process
+    holding it: :class:`RunFolderBusy` with its PID and command, nothing done."""
+    lock = owner_lock_path(folder, inside)
+    parent = os.path.dirname(os.path.abspath(lock))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as err:
+        raise FileSystemError(os_error_message(err, parent, "create the folder")) from None
+    key = os.path.realpath(lock)
+    if key in _OWNED:
+        yield
+        return
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise FileSystemError(os_error_message(err, lock, "open the lock file")) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = _read_owner(fd)
+        os.close(fd)
+        raise RunFolderBusy(f"{folder} is in use: the {what} is owned by another Pose3D process ({owner}); wait for "
+                            "it to end or use another folder") from None
+    except OSError as err:
+        os.close(fd)
+        raise FileSystemError(os_error_message(err, lock, "lock")) from None
+    _OWNED[key] = fd
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {shlex.join(sys.argv)}\n".encode(), 0)
+        yield
+    finally:
+        _OWNED.pop(key, None)
+        os.close(fd)                  # releases the lock (the OS does the same if the process dies)
+
+
+def _read_owner(fd: int) -> str:
+    """``PID 1234: python train.py ...`` from a held lock file (written by its owner)."""
+    text = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+    pid, _, command = text.partition(" ")
+    return f"PID {pid}: {command}" if pid.isdigit() else "its PID is not written yet"
 
 
 # -- reading ------------------------------------------------------------------------------------

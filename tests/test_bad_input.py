@@ -10,14 +10,18 @@ in-process through the script's ``main(argv)`` (same ``entry_point`` wrapper, no
 Kinds beyond bad files: "output over input" (an output path that is, or links to, a file the command
 reads: refused before any work), "OS error" (a file where a run folder is needed, a negative seed,
 and a full disk or read-only folder, simulated in-process for every write through lib/io.py: the
-files already there must stay byte-identical). tqdm progress bars on stderr are not messages.
+files already there must stay byte-identical). A clip file broken where a DataLoader worker reads
+it must reach the user as the worker's one line. ``infer_video.py``'s cases need no [video] extra:
+its paths are checked first, and a missing extra is simulated. tqdm progress bars on stderr are not
+messages.
 
-Coverage, 147 cases (computed from the table; see ``test_table_covers_every_entry_point_and_file_type``):
-  per entry point: train.py 45, infer_wild.py 36, convert_h36m_mixste_style.py 19, evaluate.py 14,
-                   deployment_pose3d.py 13, vis_attn.py 8, train_distill.py 7, make_synthetic_h36m.py 5
-  per file type:   checkpoint 29, config 27, source pickle 23, keypoints 22, OS error 14,
-                   output over input 10, clip pickle 6, output path 5, fast clip store 4, converter flags 4,
-                   synthetic flags 2, ONNX 1
+Coverage, 156 cases (computed from the table; see ``test_table_covers_every_entry_point_and_file_type``):
+  per entry point: train.py 46, infer_wild.py 36, convert_h36m_mixste_style.py 19, evaluate.py 14,
+                   deployment_pose3d.py 13, vis_attn.py 8, infer_video.py 8, train_distill.py 7,
+                   make_synthetic_h36m.py 5
+  per file type:   checkpoint 29, config 27, source pickle 23, keypoints 22, OS error 15,
+                   output over input 13, clip pickle 7, output path 6, fast clip store 4, converter flags 4,
+                   video 3, synthetic flags 2, ONNX 1
 """
 import collections
 import errno
@@ -51,7 +55,8 @@ TINY = {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "maxlen": 9, "dim_f
 LABEL1 = [[0, 1, 1, 1, 2, 2, 2, 0, 0, 3, 3, 4, 4, 4, 5, 5, 5]]
 SCRIPTS = {"train": "train.py", "evaluate": "evaluate.py", "distill": "train_distill.py", "vis": "vis_attn.py",
            "export": "deployment/deployment_pose3d.py", "wild": "deployment/infer_wild.py",
-           "convert": "tools/convert_h36m_mixste_style.py", "synth": "tools/make_synthetic_h36m.py"}
+           "convert": "tools/convert_h36m_mixste_style.py", "synth": "tools/make_synthetic_h36m.py",
+           "video": "deployment/infer_video.py"}
 
 
 # -- the shared tiny data set (made once) -------------------------------------------------------
@@ -222,6 +227,16 @@ def train_bad_clip(kind):
         put(os.path.join(clip_copy(d, "pkl"), "train", "00000000.pkl"), CLIPS[kind](d))
         return ["--config", config(d, data_root=str(d), clip_store="pkl"), "--checkpoint", os.path.join(d, "run")]
     return build
+
+
+def train_clips_bad_in_worker(d):
+    """Every training clip but the first (which the folder check reads) truncated: a DataLoader
+    worker meets the error; the user must see its one line, not the worker's traceback."""
+    folder = clip_copy(d, "pkl")
+    for path in sorted(glob.glob(os.path.join(folder, "train", "*.pkl")))[1:]:
+        put(path, half(path))
+    return ["--config", config(d, data_root=str(d), clip_store="pkl", num_workers=1),
+            "--checkpoint", os.path.join(d, "run")]
 
 
 def pack_bad_clip(kind):
@@ -529,6 +544,16 @@ def convert_over_source(d):
     return ["--dt_root", src, "--dt_file", "clips_train.npy", "--out_dir", src, "-f", "9", "-s", "9", "--store", "npy"]
 
 
+# infer_video.py: the paths the user typed are checked before the [video] extra is needed
+def video_file(d) -> str:
+    return put(os.path.join(d, "clip.mp4"), b"\x00\x00\x00\x18ftypmp42 not decoded by these cases")
+
+
+def video_args(d, *extra) -> list:
+    return ["--video", video_file(d), "--model", d.world.ckpt, "--config", config(d), "--out",
+            os.path.join(d, "out"), *extra]
+
+
 # the user's environment: OS errors (files already there stay intact)
 def run_copy(d) -> str:
     """A copy of the shared finished run (resume cases)."""
@@ -577,7 +602,14 @@ def fault_open(kind: str):
 
 def apply_fault(monkeypatch, kind: str, folder: str) -> None:
     """Simulate ``kind`` for writes through lib.io (in-process; portable, no mount, works as root);
-    external writers (ONNX export, TensorBoard) see a read-only folder at the rename."""
+    external writers (ONNX export, TensorBoard) see a read-only folder at the rename. ``no video
+    extra``: the [video] packages are not installed."""
+    if kind == "no video extra":
+        import importlib.util
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a: None if name in ("imageio_ffmpeg", "ai_edge_litert") else real(name, *a))
+        return
     import lib.io
     monkeypatch.setattr(lib.io, "open", fault_open(kind), raising=False)
     real_replace = os.replace
@@ -617,6 +649,7 @@ def cases() -> list[Case]:
         table.append(Case(f"vis-source-{kind}", "vis", "source pickle", vis_bad_source(kind), SOURCE))
     for kind in CLIPS:
         table.append(Case(f"train-clip-{kind}", "train", "clip pickle", train_bad_clip(kind), "00000000.pkl"))
+    table.append(Case("train-clip-truncated-in-worker", "train", "clip pickle", train_clips_bad_in_worker, ".pkl"))
     for kind in ("malicious", "truncated"):
         table.append(Case(f"convert-pack-clip-{kind}", "convert", "clip pickle", pack_bad_clip(kind), "00000000.pkl"))
     for kind in STORES:
@@ -714,6 +747,25 @@ def cases() -> list[Case]:
         Case("evaluate-results-onto-config", "evaluate", "output over input", evaluate_over_config, "m_eval.json"),
         Case("convert-store-onto-source", "convert", "output over input", convert_over_source, "source pickle"),
     ]
+    # video in (deployment/infer_video.py): what applies without the [video] extra
+    table += [
+        Case("video-missing-file", "video", "video", lambda d: [
+            "--video", os.path.join(d, "none.mp4"), "--model", d.world.ckpt, "--config", config(d),
+            "--out", os.path.join(d, "out")], "none.mp4"),
+        Case("video-is-folder", "video", "video", lambda d: ["--video", out_dir_of(d, "v.mp4"), "--model", d.world.ckpt,
+                                                            "--out", os.path.join(d, "out")], "folder"),
+        Case("video-out-is-file", "video", "output path",
+             lambda d: video_args(d)[:-1] + [put(os.path.join(d, "f"), "x")], "is a file"),
+        Case("video-render-onto-video", "video", "output over input",
+             lambda d: video_args(d, "--render", os.path.join(d, "clip.mp4")), "the video"),
+        Case("video-bvh-onto-model", "video", "output over input",
+             lambda d: video_args(d, "--bvh", d.world.ckpt), "the model"),
+        Case("video-render-onto-config", "video", "output over input",
+             lambda d: video_args(d, "--render", os.path.join(d, "cfg.yaml")), "config"),
+        Case("video-out-under-file", "video", "OS error",
+             lambda d: video_args(d)[:-1] + [os.path.join(put(os.path.join(d, "f"), "x"), "o")], "a folder"),
+        Case("video-missing-extra", "video", "video", video_args, "pip install", fault="no video extra"),
+    ]
     # the user's environment: OS errors name the path and the cause; files already there stay intact
     table += [
         Case("train-checkpoint-is-file", "train", "OS error",
@@ -751,7 +803,7 @@ CASES = cases()
 # Run as real processes (one or more per entry point); the rest in-process through main(argv).
 SUBPROCESS = {"train-yaml-syntax", "evaluate-ckpt-malicious", "distill-set-version-3", "vis-ckpt-another architecture",
               "export-ckpt-directory", "wild-onnx-text-file", "convert-source-malicious", "synth-negative-seed",
-              "train-clip-malicious"}
+              "train-clip-malicious", "video-missing-file"}
 
 
 # -- running and checking -----------------------------------------------------------------------

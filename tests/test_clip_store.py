@@ -135,7 +135,7 @@ def test_converter_rewrites_on_changed_settings(clips):
     tmp_path, out, counts = clips
     new = convert_source_to_clips(str(tmp_path), "src.pkl", out, FRAMES, 2 * STRIDE, TDS, stores="npy")
     assert new["train"] < counts["train"]
-    assert not os.listdir(os.path.join(out, "train"))                      # stale pickles removed
+    assert not os.path.exists(os.path.join(out, "train"))                  # stale pickles removed
     assert len(open_array_clips(out, "train")) == new["train"]
     with open(os.path.join(out, "meta.json")) as f:
         assert json.load(f)["stores"] == ["npy"]

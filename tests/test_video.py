@@ -153,6 +153,7 @@ def test_missing_extra_is_one_line(monkeypatch, capsys, tmp_path):
     import importlib.util
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "imageio_ffmpeg" else real(name, *a))
+    (tmp_path / "x.mp4").write_bytes(b"not decoded: the extra is checked first")
     with pytest.raises(SystemExit) as exit_:
         infer_video.main(["--video", str(tmp_path / "x.mp4"), "--model", "m.onnx", "--out", str(tmp_path)])
     assert exit_.value.code == 2

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 
 from lib.config.schema import ConfigError, check_value, load_config, parse_override
 
@@ -70,6 +72,9 @@ def add_training_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("-c", "--checkpoint", default="checkpoint", help="run folder for checkpoints and logs")
     p.add_argument("-r", "--resume", default="", help="checkpoint file to resume training from")
     p.add_argument("-e", "--evaluate", default="", help="checkpoint file to evaluate (no training)")
+    p.add_argument("--new_run", action="store_true",
+                   help="start a fresh run in --checkpoint although it holds one (e.g. with other data or clip "
+                        "length): the previous run's files move into <checkpoint>/previous/N first (docs/train.md)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast of the training step (= --set precision=bf16)")
     p.add_argument("--gt_2d", action="store_true", help="evaluate with ground-truth 2D input")
     p.add_argument("-p", "--pretrained", default=None, metavar="PATH",
@@ -80,6 +85,24 @@ def add_training_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--freeze_backbone_epochs", default=None, metavar="N",
                    help="fine-tune: keep the pretrained parameters fixed for the first N epochs")
     return p
+
+
+def rerun_command(script: str, argv: list[str] | None = None, drop_resume: bool = False) -> str:
+    """The command that continues this run: ``python <script>`` with the same flags (``argv``, else
+    ``sys.argv[1:]``) minus ``--new_run`` (the fresh run exists now) and, with ``drop_resume``
+    (the run folder has its own ``latest_epoch.bin``), minus ``-r/--resume FILE``."""
+    argv, kept = list(sys.argv[1:] if argv is None else argv), []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--new_run":
+            continue
+        elif drop_resume and arg in ("-r", "--resume"):
+            skip = True
+        elif not (drop_resume and arg.startswith("--resume=")):
+            kept.append(arg)
+    return shlex.join(["python", script, *kept])
 
 
 def config_inputs(args: argparse.Namespace) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -52,15 +53,30 @@ class Key:
     readers: tuple[str, ...]
     group: str
     note: str = ""               # appended to a bad value's error (e.g. what Pose3D implements)
+    kept: bool = False           # a resume must keep the value: it changes what the scores mean (see RESUME_RULE)
 
     @property
     def section(self) -> str:
         return SECTIONS[self.group]
 
 
-def _keys(group: str, readers: tuple[str, ...], *rows) -> list[Key]:
-    """Rows ``(name, default, check, meaning[, note])`` of one group, all read by ``readers``."""
-    return [Key(row[0], row[1], row[2], row[3], readers, group, *row[4:]) for row in rows]
+def _keys(group: str, readers: tuple[str, ...], *rows, kept=()) -> list[Key]:
+    """Rows ``(name, default, check, meaning[, note])`` of one group, all read by ``readers``;
+    ``kept``: the names (or ``ALL``) a resume must keep (:func:`resume_differences`)."""
+    return [Key(row[0], row[1], row[2], row[3], readers, group, *row[4:],
+                kept=kept is ALL or row[0] in kept) for row in rows]
+
+
+ALL = object()
+# Why a key is ``kept``: a resumed run compares its new validation scores with the best score of
+# the epochs before, and keeps its weights; a key that changes the model's shape, the data (clips,
+# strides, source, training cameras, 2D input), the targets or the selection split makes those
+# scores incomparable (or the weights unusable). Keys that only steer the optimisation (epochs,
+# learning rate, batch size, loss weights, augmentation, workers, precision) may change: the
+# selection metric (P1 on the selection split) is computed the same way whatever they are.
+RESUME_RULE = ("the model's shape, the data (source, clips, strides, training cameras, 2D input), the targets "
+               "(rootrel) and the selection split; optimisation keys (epochs, learning rate, batch size, loss "
+               "weights, augmentation, precision, workers) may change")
 
 
 POSITIVE, COUNT = Int(lo=1), Int(lo=0)
@@ -86,6 +102,8 @@ KEYS: tuple[Key, ...] = (
         ("hyper_relation_bias", "uniform", Choice("none", "uniform"),
          "version 2: joint-joint relation bias init ('none' identity, 'uniform' skeleton adjacency)"),
         ("no_conf", False, Bool(), "drop the 2D confidence channel (model input x, y only)"),
+        kept=("version", "dim_feat", "dim_rep", "depth", "num_heads", "mlp_ratio", "maxlen", "num_joints",
+              "att_fuse", "hyper_relation_bias", "no_conf"),
     ),
     *_keys("training", TRAINING,
         ("epochs", 120, POSITIVE, "training epochs"),
@@ -105,6 +123,7 @@ KEYS: tuple[Key, ...] = (
     ),
     *_keys("training", (TRAIN, DISTILL, EVAL, EXPORT, WILD),
         ("rootrel", True, Bool(), "static (root-relative) targets; false = dynamic/global targets"),
+        kept=ALL,
     ),
     *_keys("fine-tuning", TRAINING,
         ("finetune", False, Bool(), "this config fine-tunes: pretrained (or --pretrained) is required"),
@@ -124,6 +143,7 @@ KEYS: tuple[Key, ...] = (
          "size of the synthetic source to generate when dt_file is missing (null: never generate)"),
         ("synthetic_geometric", 0.0, Float(lo=0, hi=1),
          "share of generated training sequences replaced by geometric ones (any joint angles and orientation)"),
+        kept=ALL,
     ),
     *_keys("data", TRAINING,
         ("data_root", "data/motion3d/", PATH, "root of the clip folders"),
@@ -133,9 +153,11 @@ KEYS: tuple[Key, ...] = (
          "clip reader: 'pkl' per-clip pickles, 'npy' fast store, 'auto' the fast one when valid"),
         ("random_cameras", False, Bool(),
          "train on the source's world joints seen by a new random camera per draw (needs joint3d_world)"),
+        kept=("data_root", "subset_list", "random_cameras"),
     ),
     *_keys("data", SCORING,
         ("gt_2d", False, Bool(), "ground-truth 2D input instead of detections; also the --gt_2d flag"),
+        kept=ALL,
     ),
     *_keys("loss", TRAINING,
         ("lambda_3d_pos", 1.0, WEIGHT, "weight of MPJPE"),
@@ -156,6 +178,7 @@ KEYS: tuple[Key, ...] = (
          "share of training sequences (all cameras of a sequence together) held out for validation"),
         ("val_subjects", None, Optional(ListOf(Str(r"S\d+", "S8"), min_len=1)),
          "hold out these training subjects (e.g. [S8]) instead of val_fraction"),
+        kept=("select_on", "val_fraction", "val_subjects"),
     ),
     *_keys("evaluation/selection", SCORING,
         ("eval_full_coverage", True, Bool(), "also score every test frame (all tds offsets, video tails)"),
@@ -172,6 +195,7 @@ KEYS: tuple[Key, ...] = (
     *_keys("hyperedge file", ENTRY_POINTS,
         ("joint_label", None, Optional(Partition(17)),
          "version 2: [[hyperedge id of each of the 17 joints]], ids 0..K-1"),
+        kept=ALL,
     ),
     *_keys("distill file", (DISTILL,),
         ("teacher_ckpt", None, OPT_PATH,
@@ -191,6 +215,7 @@ KEYS: tuple[Key, ...] = (
         ("generation", False, Bool(), "reconstruct the last pair's teacher features from masked student ones"),
         ("generation_tds", 2, Int(lo=2), "generation keeps every n-th frame of the student features"),
         ("generation_alpha", 1.0, WEIGHT, "weight of the generation term"),
+        kept=("middle_ids_t", "middle_ids_s", "generation", "generation_tds"),
     ),
 )
 
@@ -365,6 +390,30 @@ def to_plain(cfg: Mapping) -> dict:
     if isinstance(cfg, (list, tuple)):
         return [to_plain(v) for v in cfg]
     return cfg
+
+
+def config_differences(saved: Mapping, cfg: Mapping) -> list[tuple[Key, str, Any, Any]]:
+    """``(key, name, saved value, value now)`` for each schema key whose value differs between the
+    config a run was trained with (``saved``, from its checkpoint) and ``cfg``; a resume refuses
+    those with ``key.kept``. Keys of the distill file are named ``distill.KEY``; a key the saved config lacks (an older run) had its default
+    then; paths are compared normalised."""
+    out = []
+    for key in KEYS:
+        prefix, now, before = "", cfg, saved
+        if key.section == "distill":
+            prefix, now, before = DISTILL_PREFIX, cfg.get("distill") or {}, saved.get("distill") or {}
+        a, b = before.get(key.name, key.default), now.get(key.name, key.default)
+        if _comparable_value(a, key) != _comparable_value(b, key):
+            out.append((key, prefix + key.name, a, b))
+    return out
+
+
+def _comparable_value(value: Any, key: Key) -> Any:
+    if key.check is PATH and isinstance(value, str):
+        return os.path.normpath(value)
+    if isinstance(value, (list, tuple)):
+        return [list(v) if isinstance(v, (list, tuple)) else v for v in value]
+    return value
 
 
 def save_config(cfg: Mapping, path: str) -> None:

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lib.errors import ConfigError, DataError
-from lib.io import atomic_path, load_json, load_pickle, remove_file, write_json, write_pickle
+from lib.io import atomic_path, load_json, load_pickle, own_folder, remove_file, write_json, write_pickle
 
 META_FILE = "meta.json"
 STORES = ("pkl", "npy")
@@ -188,7 +188,13 @@ def verify_array_checksum(out_dir: str, split: str) -> None:
 
 def pack_pickle_clips(out_dir: str) -> dict:
     """Build the fast store from the per-clip pickles already in ``out_dir`` (e.g. a folder made
-    by MotionBERT); returns ``{split: num_clips}``. No source file needed."""
+    by MotionBERT); returns ``{split: num_clips}``. No source file needed. The packing owns the
+    folder (:func:`lib.io.own_folder`) like a slicing."""
+    with own_folder(out_dir, "clip folder", inside=False):
+        return _pack(out_dir)
+
+
+def _pack(out_dir: str) -> dict:
     counts = {}
     for split in ("train", "test"):
         files = clip_files(os.path.join(out_dir, split))

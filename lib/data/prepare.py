@@ -13,32 +13,74 @@ config's ``clip_len``, ``data_stride`` and ``sample_stride``, else a :class:`Dat
 values that differ, the converter command that re-slices the folder and the ``--set`` values
 that would match it. A folder without ``meta.json`` (made by MotionBERT or EHGFormer) is used
 with one printed line saying what is assumed; only its clip length can be (and is) checked.
+``meta.json`` also records the source the clips were made from (size, mtime, content sha256):
+a source replaced or regenerated since is refused with the command that re-slices
+(:func:`check_source`).
+
+Slicing is atomic and owned (:func:`convert_source_to_clips`): the folder is written beside its
+place and renamed into it with ``meta.json`` -- Pose3D's marker -- inside, so a folder without
+``meta.json`` is never a half-made Pose3D folder; a second slicing of the same folder refuses
+with the first one's PID.
 """
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
+import shutil
 import time
 
 import numpy as np
 
-from lib.data.clip_store import (CONVERTER, STORES, array_paths, array_store_valid, clip_files, meta_stores,
-                                 open_array_clips, pack_pickle_clips, read_array_header, read_meta,
-                                 read_pickle_clip,
-                                 remove_array_clips, remove_pickle_clips, store_is_complete,
+from lib.data.clip_store import (CONVERTER, META_FILE, STORES, array_paths, array_store_valid, clip_files,
+                                 file_sha256, meta_stores, open_array_clips, pack_pickle_clips, read_array_header,
+                                 read_meta, read_pickle_clip, store_is_complete,
                                  write_array_clips, write_meta, write_pickle_clips)
 from lib.data.h36m import SPLITS, DataReaderH36M, load_source
 from lib.data.skeleton import NUM_JOINTS
 from lib.data.splits import clip_sequences
-from lib.errors import ConfigError, DataError, InputFileError
-from lib.io import remove_file
+from lib.errors import ConfigError, DataError, FileSystemError, InputFileError, os_error_message
+from lib.io import TMP_MARK, own_folder, temp_path
 
 
 def clip_spec(source_path: str, frames: int, stride: int, tds: int) -> dict:
-    """Settings that determine the clips (the source file is identified by size and mtime)."""
+    """Settings that determine the clips (the source file is identified by size and mtime; the
+    full identity, with a content hash, is :func:`source_identity`)."""
     st = os.stat(source_path)
     return {"source": os.path.abspath(source_path), "source_bytes": st.st_size,
             "source_mtime": int(st.st_mtime), "frames": frames, "train_stride": stride,
             "test_stride": frames, "tds": tds}
+
+
+# spec fields that identify the source file rather than the slicing (compared by source_changed)
+SOURCE_FIELDS = ("source", "source_bytes", "source_mtime")
+
+
+def source_identity(source_path: str) -> dict:
+    """What ``meta.json`` records of the source the clips were made from: size, mtime (ns) and
+    the sha256 of its content."""
+    st = os.stat(source_path)
+    return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(source_path)}
+
+
+def source_changed(meta: dict, source_path: str) -> str | None:
+    """How the source at ``source_path`` differs from the one the clips in ``meta`` were made
+    from (None: the same). A different size is a change; the same size and mtime are the same
+    file; the same size with another mtime (a copy, a regenerated file) is decided by the content
+    hash. A ``meta.json`` of an older Pose3D (no hash) compares size and mtime (seconds)."""
+    st = os.stat(source_path)
+    recorded = meta.get("source_identity")
+    spec = meta.get("spec") or {}
+    size = recorded["bytes"] if recorded else spec.get("source_bytes")
+    if size != st.st_size:
+        return f"it had {size} bytes, now {st.st_size}"
+    if recorded is None:
+        if spec.get("source_mtime") != int(st.st_mtime):
+            return "it was modified since (mtime)"
+        return None
+    if recorded.get("mtime_ns") == st.st_mtime_ns or recorded.get("sha256") == file_sha256(source_path):
+        return None
+    return "same size, other content (sha256)"
 
 
 def parse_stores(stores) -> list[str]:
@@ -55,40 +97,141 @@ def convert_source_to_clips(dt_root: str, dt_file: str, out_dir: str, frames: in
                             stores="both") -> dict:
     """Slice the source into the clip stores of ``out_dir``; returns ``{split: num_clips}``.
 
-    Idempotent: stores that already hold the clips of the same source and settings are left
-    alone (nothing at all is done when every requested store is up to date); ``force`` rewrites
-    the requested stores anyway. When the settings changed, every old store in ``out_dir`` is
-    removed and the requested ones are written anew.
+    Idempotent: stores that already hold the clips of the same source (content) and settings are
+    left alone (nothing at all is done when every requested store is up to date); ``force``
+    rewrites the requested stores anyway. When the settings or the source changed, the folder is
+    made anew with the requested stores.
+
+    Atomic (:func:`build_clip_folder`): the slicing owns ``out_dir`` (:func:`lib.io.own_folder`;
+    a second slicing refuses with this one's PID), writes a complete folder beside it and renames
+    it into place, ``meta.json`` (Pose3D's marker) written last. A kill leaves ``out_dir`` as it
+    was; the next slicing removes the half-made folder and does it again.
     """
     source_path = os.path.join(dt_root, dt_file)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise InputFileError(f"--out_dir {out_dir!r} is a file; give the clip folder to write")
     if not os.path.isfile(source_path):
         load_source(source_path)                  # raises the DataError naming the file and the fix
-    spec, meta, wanted = clip_spec(source_path, frames, stride, tds), read_meta(out_dir), parse_stores(stores)
-    same = bool(meta) and meta.get("spec") == spec
-    done = [s for s in meta_stores(meta) if same and store_is_complete(out_dir, s, meta["num_clips"])]
-    todo = [s for s in wanted if force or s not in done]
-    kept = [s for s in done if s not in todo]
-    if not todo:
-        counts = meta["num_clips"]
-        print(f"Clips in {out_dir} are up to date ({counts['train']} train, {counts['test']} test; "
-              f"stores {', '.join(kept)}).")
-        return counts
-    remove_stale_stores(out_dir, keep=kept)
-    reader = DataReaderH36M(frames, tds, stride, frames, dt_root, dt_file)
-    counts, clips = {}, {}
+    if os.path.realpath(source_path).startswith(os.path.join(os.path.realpath(out_dir), "")):
+        raise InputFileError(f"the source pickle {source_path} is inside --out_dir {out_dir}, which slicing replaces "
+                             "as a whole (it would destroy the source): choose another --out_dir")
+    with own_folder(out_dir, "clip folder", inside=False):
+        recover_interrupted_slicing(out_dir)
+        spec, meta, wanted = clip_spec(source_path, frames, stride, tds), read_meta(out_dir), parse_stores(stores)
+        same = bool(meta) and _settings(meta.get("spec") or {}) == _settings(spec) \
+            and source_changed(meta, source_path) is None
+        done = [s for s in meta_stores(meta) if same and store_is_complete(out_dir, s, meta["num_clips"])]
+        todo = [s for s in wanted if force or s not in done]
+        kept = [s for s in done if s not in todo]
+        if not todo:
+            counts = meta["num_clips"]
+            print(f"Clips in {out_dir} are up to date ({counts['train']} train, {counts['test']} test; "
+                  f"stores {', '.join(kept)}).")
+            return counts
+        refuse_foreign_files(out_dir)
+        reader = DataReaderH36M(frames, tds, stride, frames, dt_root, dt_file)
+
+        def write(folder: str) -> dict:
+            link_stores(out_dir, folder, kept)
+            counts, clips = {}, {}
+            for split in SPLITS:
+                clips[split] = clip_metadata(reader, split)
+                inputs, labels = reader.get_sliced_data(split)
+                if "pkl" in todo:
+                    write_pickle_clips(os.path.join(folder, split), inputs, labels, desc=f"{split} clips")
+                if "npy" in todo:
+                    write_array_clips(folder, split, inputs, labels)
+                counts[split] = len(inputs)
+            write_meta(folder, {"spec": spec, "source_identity": source_identity(source_path), "num_clips": counts,
+                                "stores": [s for s in STORES if s in kept + todo], "clips": clips})
+            return counts
+        return build_clip_folder(out_dir, write)
+
+
+def _settings(spec: dict) -> dict:
+    return {k: v for k, v in spec.items() if k not in SOURCE_FIELDS}
+
+
+# What a clip folder may hold: the stores and meta.json (anything else is the user's, never replaced).
+def clip_folder_entries() -> set[str]:
+    names = {META_FILE}
     for split in SPLITS:
-        clips[split] = clip_metadata(reader, split)
-        inputs, labels = reader.get_sliced_data(split)
-        if "pkl" in todo:
-            write_pickle_clips(os.path.join(out_dir, split), inputs, labels, desc=f"{split} clips")
-        if "npy" in todo:
-            write_array_clips(out_dir, split, inputs, labels)
-        counts[split] = len(inputs)
-    write_meta(out_dir, {"spec": spec, "num_clips": counts, "stores": [s for s in STORES if s in kept + todo],
-                         "clips": clips})
-    return counts
+        names |= {split, *(os.path.basename(p) for p in array_paths("", split))}
+    return names
+
+
+def refuse_foreign_files(out_dir: str) -> None:
+    """Slicing replaces the whole folder: refuse when it holds anything but clip stores."""
+    if not os.path.isdir(out_dir):
+        return
+    foreign = sorted(set(os.listdir(out_dir)) - clip_folder_entries())
+    if foreign:
+        raise InputFileError(f"{out_dir} holds files that are not clips ({', '.join(foreign[:5])}"
+                             f"{', ...' if len(foreign) > 5 else ''}); slicing replaces the whole clip folder: "
+                             "move them out or choose another --out_dir")
+
+
+def link_stores(src: str, dst: str, stores: list[str]) -> None:
+    """Put the up-to-date ``stores`` of ``src`` into ``dst`` (hard links; a copy where links fail)."""
+    for store in stores:
+        for split in SPLITS:
+            paths = clip_files(os.path.join(src, split)) if store == "pkl" else list(array_paths(src, split))
+            for path in paths:
+                target = os.path.join(dst, os.path.relpath(path, src))
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                try:
+                    os.link(path, target)
+                except OSError:
+                    shutil.copy2(path, target)
+
+
+def slicing_paths(out_dir: str) -> tuple[str, str]:
+    """``(temporary folder, previous folder)`` names of a slicing of ``out_dir`` by this process."""
+    out_dir = os.path.normpath(out_dir)
+    return temp_path(out_dir), f"{out_dir}{OLD_MARK}{os.getpid()}"
+
+
+OLD_MARK = ".pose3d-old-"
+
+
+def build_clip_folder(out_dir: str, write) -> dict:
+    """Call ``write(folder)`` on a new folder beside ``out_dir`` and rename it into place (the
+    folder there before, if any, is moved aside first and deleted after); returns what ``write``
+    returns. The caller owns ``out_dir``."""
+    tmp, old = slicing_paths(out_dir)
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        result = write(tmp)
+        with _os_errors(out_dir):
+            if os.path.isdir(out_dir):
+                os.rename(out_dir, old)
+            os.rename(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    return result
+
+
+def recover_interrupted_slicing(out_dir: str) -> None:
+    """Undo what a killed slicing of ``out_dir`` left (the caller owns it): the previous folder
+    moved aside goes back if ``out_dir`` is missing; half-made and old folders are deleted."""
+    out_dir = os.path.normpath(out_dir)
+    olds = sorted(glob.glob(glob.escape(out_dir) + OLD_MARK + "*"))
+    if olds and not os.path.exists(out_dir):
+        os.rename(olds.pop(), out_dir)
+        print(f"Restored {out_dir}, moved aside by an interrupted slicing")
+    for path in olds + sorted(glob.glob(glob.escape(out_dir) + TMP_MARK + "*")):
+        print(f"Removing {path}, left by an interrupted slicing")
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _os_errors(path: str):
+    try:
+        yield
+    except OSError as err:
+        raise FileSystemError(os_error_message(err, path, "write the clip folder")) from None
 
 
 def clip_metadata(reader: DataReaderH36M, split: str) -> dict:
@@ -96,16 +239,6 @@ def clip_metadata(reader: DataReaderH36M, split: str) -> dict:
     index of its first frame in the strided split (the clip covers ``frames`` frames from there)."""
     return {"sequence": clip_sequences(reader, split).tolist(),
             "first_frame": reader.clip_indices(split)[:, 0].tolist()}
-
-
-def remove_stale_stores(out_dir: str, keep: list[str]) -> None:
-    """Remove meta.json and every store not in ``keep`` (they are rewritten or out of date)."""
-    remove_file(os.path.join(out_dir, "meta.json"))
-    for split in SPLITS:
-        if "pkl" not in keep:
-            remove_pickle_clips(os.path.join(out_dir, split))
-        if "npy" not in keep:
-            remove_array_clips(out_dir, split)
 
 
 def has_clips(folder: str, store: str) -> bool:
@@ -152,6 +285,7 @@ def check_clip_folder(folder: str, cfg) -> None:
     meta = read_meta(folder)
     if meta is not None:
         check_meta(folder, meta, cfg)
+        check_source(folder, meta, cfg)
     if frames != cfg.clip_len:
         raise DataError(f"{folder} holds clips of {frames} frames but the config asks for clip_len {cfg.clip_len}; "
                         f"re-slice it with: {reslice_command(folder, cfg)}  (or train on it as it is: "
@@ -174,6 +308,20 @@ def check_meta(folder: str, meta: dict, cfg) -> None:
     raise DataError(f"{folder} was sliced with {made} ({os.path.join(folder, 'meta.json')}) but the config asks for "
                     f"{wanted}; re-slice it with: {reslice_command(folder, cfg, stores)}"
                     + (f"  (or train on it as it is: {matching})" if matching else ""))
+
+
+def check_source(folder: str, meta: dict, cfg) -> None:
+    """The config's source must be the file the clips were made from (:func:`source_changed`):
+    else training would read clips of the old file while validation and test read the new one."""
+    source = os.path.join(cfg.dt_root, cfg.dt_file)
+    if not os.path.isfile(source):
+        return                                    # read (or generated) later; nothing to compare yet
+    reason = source_changed(meta, source)
+    if reason:
+        raise DataError(f"{folder} was sliced from another version of {source} ({reason}; "
+                        f"{os.path.join(folder, META_FILE)}): the source was replaced or regenerated after slicing, "
+                        f"so training would read the old clips while validation and test read the new file; "
+                        f"re-slice it with: {reslice_command(folder, cfg, meta_stores(meta))}")
 
 
 def reslice_command(folder: str, cfg, stores=STORES) -> str:

@@ -146,8 +146,8 @@ class DistillTrainer(Trainer):
     def extra_modules(self) -> dict:
         return {"distiller": self.distiller}
 
-    def setup(self, resume: str = "", data=None) -> None:
-        super().setup(resume, data)
+    def setup(self, resume: str = "", data=None, new_run: bool = False) -> None:
+        super().setup(resume, data, new_run)
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_distiller = DistributedDataParallel(self.distiller, device_ids=ids)

@@ -1,6 +1,7 @@
 """What the entry points run: training (any trainer class) and evaluation of a checkpoint."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -9,7 +10,10 @@ from lib.data.prepare import ensure_clips, ensure_source
 from lib.engine import distributed as dist
 from lib.engine.evaluator import Evaluator, describe, format_table, save_results
 from lib.model.checkpoint import read_checkpoint
-from lib.io import check_output_path, protected_inputs
+from lib.config.cli import rerun_command
+from lib.engine.run_folder import LATEST
+from lib.errors import Interrupted
+from lib.io import check_output_path, own_folder, protected_inputs
 from lib.model.factory import load_model
 
 
@@ -21,18 +25,37 @@ def prepare_data(cfg) -> None:
     dist.barrier()
 
 
-def run_training(cfg, args, trainer_cls=None):
-    """Prepare the data, build the trainer (``Trainer`` unless given), set it up and train;
-    returns the last results."""
+def run_training(cfg, args, trainer_cls=None, script: str = "train.py", argv: list[str] | None = None):
+    """Own the run folder (:func:`lib.io.own_folder`: a second process on it refuses with this one's
+    PID), prepare the data, build the trainer (``Trainer`` unless given), set it up and train;
+    returns the last results. Ctrl-C ends as :class:`Interrupted`: one line saying what is on disk
+    and the command (``script`` with ``argv``) that resumes."""
     from lib.engine.trainer import Trainer
     trainer_cls = trainer_cls or Trainer
     try:
-        prepare_data(cfg)
-        trainer = trainer_cls(cfg, args.checkpoint, seed=args.seed)
-        trainer.setup(args.resume)
-        return trainer.fit()
+        dist.init_distributed()
+        with own_folder(args.checkpoint) if dist.is_main() else contextlib.nullcontext():
+            trainer = trainer_cls(cfg, args.checkpoint, seed=args.seed)
+            trainer.accept(args.resume, new_run=args.new_run)     # a refused resume: before any work
+            prepare_data(cfg)
+            trainer.setup()
+            return trainer.fit()
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_message(args.checkpoint, script, argv)) from None
     finally:
         dist.cleanup()
+
+
+def interrupted_message(folder: str, script: str, argv: list[str] | None) -> str:
+    """What a Ctrl-C leaves: the epochs saved in ``folder`` and the exact command that goes on."""
+    from lib.engine.trainer import checkpoint_epoch
+    latest = os.path.join(folder, LATEST)
+    epochs = checkpoint_epoch(latest)
+    if epochs is None:
+        return (f"interrupted (Ctrl-C) before the first epoch ended; nothing to resume. Start again with: "
+                f"{rerun_command(script, argv)}")
+    return (f"interrupted (Ctrl-C); {latest} holds {epochs} finished epochs. Resume with: "
+            f"{rerun_command(script, argv, drop_resume=True)}")
 
 
 def run_evaluation(cfg, checkpoint_path: str) -> dict:

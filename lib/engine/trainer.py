@@ -29,6 +29,7 @@ resumed ends with the same weights as one that never stopped (on CPU).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 import time
@@ -45,9 +46,10 @@ from lib.data.dataset import make_dataset, set_dataset_epoch
 from lib.data.h36m import reader_from_config
 from lib.data.skeleton import flip
 from lib.data.splits import held_out_sequences, stored_clip_sequences, train_clip_sequences
-from lib.config.schema import save_config, to_plain
+from lib.config.schema import config_differences, save_config, to_plain
 from lib.engine import distributed as dist
 from lib.engine.precision import PrecisionChoice, choose_precision, requested_precision
+from lib.engine.run_folder import LATEST, PREVIOUS, EventLog, archive_previous_run
 from lib.engine.evaluator import Evaluator, ValidationScorer, describe, format_table, save_results
 from lib.errors import CheckpointError, ConfigError, DataError, Pose3DError, TrainingDiverged
 from lib.io import load_json, remove_stale_temp_files, write_json
@@ -57,7 +59,7 @@ from lib.model.factory import CheckpointMismatchError, build_model, layernorm_ep
 from lib.model.loss import compute_losses
 from lib.model.pretrained import load_pretrained
 
-LATEST, BEST = "latest_epoch.bin", "best_epoch.bin"
+BEST = "best_epoch.bin"
 LATEST_RESULTS, BEST_RESULTS = "latest_epoch_results.json", "best_epoch_results.json"
 PRECISION = "precision.json"     # the precision the run's steps use and why (lib/engine/precision.py)
 CHECK_EVERY = 25                 # steps between host syncs: progress bar and the non-finite-loss check
@@ -194,6 +196,7 @@ class Trainer:
         self.model = None if model is None else model.to(self.device)   # built by setup() otherwise
         self.optimizer = self.ddp_model = self.loader = self.evaluator = self.validation = self.writer = None
         self.precision: PrecisionChoice | None = None    # decided by the first train_step
+        self.accepted = None     # (resume path, checkpoint, new_run) once accept() decided
         self.history = []   # per epoch: loss terms, lr and (when evaluated) P1/P2
 
     @property
@@ -211,18 +214,32 @@ class Trainer:
         return compute_losses(pred.float(), target, self.cfg)
 
     # -- set-up ------------------------------------------------------------------------------
-    def setup(self, resume: str = "", data: RunData | None = None) -> None:
-        """Run folder and TensorBoard writer, the checkpoint to resume, the model (with that run's model_args), data
-        (``build_run_data`` unless given), optimizer, the resumed state, and :meth:`recover` (rank 0)."""
-        if dist.is_main():
-            os.makedirs(self.checkpoint_dir, exist_ok=True)
-            for path in remove_stale_temp_files(self.checkpoint_dir):
-                print(f"Removed {path}, left by an interrupted write")
-            save_config(self.cfg, self.path("config.yaml"))
-            from tensorboardX import SummaryWriter
-            self.writer = SummaryWriter(os.path.join(self.checkpoint_dir, "logs"))
-        resume = resume or self._auto_resume_path()
+    def accept(self, resume: str = "", new_run: bool = False) -> None:
+        """Decide what this run starts from, writing nothing: the checkpoint to resume (``resume``,
+        else the run folder's ``latest_epoch.bin`` unless ``new_run``) and its acceptance
+        (:meth:`accept_resume`). :meth:`setup` calls it unless the entry point did first (so that a
+        refused resume stops before the data is prepared)."""
+        if new_run and resume:
+            raise ConfigError("--new_run starts a fresh run in the run folder; it cannot be combined with "
+                              f"-r/--resume {resume}")
+        resume = resume or ("" if new_run else self._auto_resume_path())
         checkpoint = read_checkpoint(resume) if resume else None
+        if checkpoint is not None:
+            self.accept_resume(resume, checkpoint)
+        self.accepted = (resume, checkpoint, new_run)
+
+    def setup(self, resume: str = "", data: RunData | None = None, new_run: bool = False) -> None:
+        """:meth:`accept` (unless done), then -- only then -- the run folder (:meth:`open_run_folder`),
+        the model (with the resumed run's model_args), data (``build_run_data`` unless given),
+        optimizer, the resumed state, and :meth:`recover` (rank 0).
+
+        This method owns the order "accept, then write": every refusal of a resume comes before the
+        first change in the run folder."""
+        if self.accepted is None:
+            self.accept(resume, new_run)
+        resume, checkpoint, new_run = self.accepted
+        if dist.is_main():
+            self.open_run_folder(new_run)
         self.setup_model(checkpoint, resume)
         evaluate = not self.cfg.no_eval and dist.is_main()
         data = data or build_run_data(self.cfg, self.rank, self.world, self.seed, evaluate)
@@ -234,6 +251,44 @@ class Trainer:
             self.resume(resume, checkpoint)
             if dist.is_main():
                 self.recover()
+
+    def accept_resume(self, path: str, checkpoint: Checkpoint) -> None:
+        """Refuse to resume ``checkpoint`` (writing nothing) when it cannot continue this run: it
+        lacks the run state, optimizer or extra modules, or it was trained with another value of a
+        key whose change makes the scores incomparable (``kept`` in lib/config/schema.py; each
+        differing key is named with both values). Other changed keys are printed as a note."""
+        missing = [name for name in ("run", "optimizer") if getattr(checkpoint, name) is None]
+        missing += [f"extra/{n}" for n in self.extra_modules() if n not in checkpoint.extra]
+        if missing:
+            raise CheckpointMismatchError(f"{path} cannot resume this run: it lacks {missing} (a resume needs a "
+                                          "latest/epoch checkpoint written by the same script; use --pretrained "
+                                          "to start from another model's weights)")
+        differences = config_differences(checkpoint.config or {}, self.cfg) if checkpoint.config else []
+        refused = [(name, a, b) for key, name, a, b in differences if key.kept]
+        if refused:
+            values = "; ".join(f"{name} {a!r} (saved) vs {b!r} (now)" for name, a, b in refused)
+            keep = " ".join(f"--set {name}={json.dumps(a, separators=(',', ':'))}" for name, a, _ in refused)
+            raise ConfigError(f"cannot resume {path}: it was trained with other values of keys that change what "
+                              f"its scores mean: {values}. Keep the saved values ({keep}), start a new run in this "
+                              f"folder with --new_run (the previous run's files are moved into "
+                              f"{self.path(PREVIOUS)}/N), or use another --checkpoint folder")
+        changed = [f"{name} {a!r} -> {b!r}" for key, name, a, b in differences if not key.kept]
+        if changed and dist.is_main():
+            print(f"note: resuming {path} with changed {', '.join(changed)}")
+
+    def open_run_folder(self, new_run: bool = False) -> None:
+        """Rank 0's first writes in the run folder: remove temporaries of interrupted writes, with
+        ``new_run`` move the previous run's files away (:func:`archive_previous_run`), write
+        ``config.yaml``, open the TensorBoard writer."""
+        os.makedirs(self.checkpoint_dir, exist_ok=True)
+        for path in remove_stale_temp_files(self.checkpoint_dir):
+            print(f"Removed {path}, left by an interrupted write")
+        if new_run:
+            moved = archive_previous_run(self.checkpoint_dir)
+            if moved:
+                print(f"--new_run: moved the previous run's files into {moved}")
+        save_config(self.cfg, self.path("config.yaml"))
+        self.writer = EventLog(os.path.join(self.checkpoint_dir, "logs"))
 
     def setup_model(self, checkpoint: Checkpoint | None = None, path: str = "") -> None:
         """Build the configured model (unless one was given), with the LayerNorm eps of the run
@@ -277,17 +332,9 @@ class Trainer:
         return path if os.path.isfile(path) else ""
 
     def resume(self, path: str, checkpoint: Checkpoint) -> None:
-        """Restore model, optimizer, extra modules and the run state (epoch, best score, RNG)."""
-        missing = [name for name in ("run", "optimizer") if getattr(checkpoint, name) is None]
-        missing += [f"extra/{n}" for n in self.extra_modules() if n not in checkpoint.extra]
-        if missing:
-            raise CheckpointMismatchError(f"{path} cannot resume this run: it lacks {missing} (a resume needs a "
-                                          "latest/epoch checkpoint written by the same script; use --pretrained "
-                                          "to start from another model's weights)")
+        """Restore model, optimizer, extra modules and the run state (epoch, best score, RNG) of a
+        checkpoint :meth:`accept_resume` accepted."""
         run = checkpoint.run
-        if run.selected_on not in (None, self.select_on):
-            raise CheckpointError(f"{path} selected its best checkpoint on the {run.selected_on} split, this "
-                                  f"config on {self.select_on}; resume with the same select_on or start a new run")
         load_weights(self.model, checkpoint.model_state)
         for name, module in self.extra_modules().items():
             module.load_state_dict(checkpoint.extra[name])
@@ -387,8 +434,17 @@ class Trainer:
         values = {k: float(v) for k, v in terms.items()}
         raise TrainingDiverged(f"loss is {values['total']} ({values}) at or before step {last + 1} of epoch "
                                f"{epoch + 1} (first non-finite between steps {first + 1} and {last + 1}); stopped. "
-                               f"The last good checkpoint is {self.checkpoint_dir}/{LATEST}. "
+                               f"{self.last_good_checkpoint()} "
                                "Try a lower learning_rate or check the input data for NaNs.")
+
+    def last_good_checkpoint(self) -> str:
+        """One sentence naming the last good checkpoint on disk (``latest_epoch.bin`` as the
+        trainer last wrote it), or saying there is none yet."""
+        path = self.path(LATEST)
+        epochs = checkpoint_epoch(path)
+        if epochs is None:
+            return f"There is no checkpoint yet ({path} does not exist: no epoch of this run has finished)."
+        return f"The last good checkpoint is {path} ({epochs} finished epochs)."
 
     def train_step(self, x, y, coin):
         """One update; returns the loss and its terms as device tensors (no host sync)."""
