@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from lib.config.schema import FILE_FLAGS, KEYS, REJECTED, SECTIONS, Key
+from lib.config.schema import FILE_FLAGS, KEYS, REJECTED, RESUME_RULE, SECTIONS, Key
 
 INTRO = """# Configuration keys
 
@@ -67,9 +67,18 @@ def _rejected() -> list[str]:
     return lines + [f"- `{name}`: {what}" for name, what in REJECTED.items()] + [""]
 
 
+def _resuming() -> list[str]:
+    kept = ", ".join(f"`{'distill.' if k.section == 'distill' else ''}{k.name}`" for k in KEYS if k.kept)
+    return ["## Resuming", "",
+            "A resume (`latest_epoch.bin` or `-r FILE`) is refused, before anything in the run folder changes, when "
+            "one of these keys differs from the value the run was trained with (the message names each key with "
+            f"both values; `--new_run` starts a fresh run instead, docs/train.md): {kept}. They set {RESUME_RULE}.",
+            ""]
+
+
 def render_markdown() -> str:
     """The full text of docs/config.md."""
-    lines = [INTRO]
+    lines = [INTRO] + _resuming()
     for group in SECTIONS:
         lines += _group(group)
     return "\n".join(lines + _rejected())

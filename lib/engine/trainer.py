@@ -19,7 +19,10 @@ Nothing is lost when a run is killed. :meth:`Trainer.end_epoch` writes ``latest_
 The evaluation results are then stored in ``latest_epoch.bin`` too, so a restart knows what the
 killed run had finished, and :meth:`Trainer.recover` (called by ``setup``) completes each missing
 artefact before training on. Temporary files of interrupted writes are removed on start.
-TensorBoard is flushed every epoch.
+TensorBoard scalars are drained to disk at every epoch end and evaluation (``EventLog``).
+
+A resume is accepted or refused (:meth:`Trainer.accept`: run state present, no ``kept`` config key
+changed) before anything in the run folder is written; :meth:`Trainer.setup` owns that order.
 
 Determinism: the data order comes from a ``DistributedSampler`` seeded with ``seed`` and the
 epoch, the flip coin of each batch from a generator seeded with (seed, epoch, rank), and the
