@@ -8,9 +8,13 @@
   lib/config/schema.py) is refused with one line naming the checkpoint and each key with both
   values, and nothing in the run folder changes (``config.yaml`` included); an allowed change
   (epochs) resumes with a note; ``--new_run`` moves the previous run into ``previous/1``.
-* Messages: Ctrl-C (exit 130, one line with the exact resume command, which works), "loss is nan"
+* Messages: Ctrl-C (in-process and a real SIGINT to ``python train.py``: exit 130, one line with the
+  exact resume command, which works), "loss is nan"
   naming the last good checkpoint that exists (or saying there is none), a DataLoader worker's
   error as its own one line.
+* Clip folders: a slicing SIGKILLed half way leaves the folder under its real name unchanged and is
+  redone; only a folder without ``meta.json`` is foreign; a source replaced after slicing is refused
+  with the re-slice command (which then works), a source only touched is not.
 """
 import glob
 import hashlib
@@ -437,3 +441,21 @@ def test_source_check_of_an_older_meta_without_a_hash(world, tmp_path, capsys):
     assert source_changed(meta, source) is None
     os.utime(source, (time.time() + 5, time.time() + 5))
     assert "modified" in source_changed(meta, source)
+
+
+def test_real_sigint_to_train_py_ends_in_one_line_and_status_130(world, tmp_path):
+    """A real Ctrl-C (SIGINT to the process) after the first checkpoint: no traceback, exit 130."""
+    import signal
+    root, cfg = world
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "train.py", "--config", str(cfg), "--checkpoint", str(run),
+                             "--set", "epochs=100000", "--set", "no_eval=true"], cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not os.path.isfile(run / "latest_epoch.bin") and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    line = one_error_line(err)
+    assert proc.returncode == 130, err
+    assert "Resume with: python train.py --config" in line and str(run / "latest_epoch.bin") in line, line
