@@ -1,4 +1,5 @@
 """Training and evaluation end to end on tiny synthetic H36M-format data."""
+import copy
 import os
 import subprocess
 import sys
@@ -202,3 +203,31 @@ def test_gt_2d_training_feeds_the_labels_xy_through_the_trainers_codec(data_dir,
     assert not torch.equal(x[..., :2], y[..., :2])                   # raw clips: the detections
     trainer.train_step(x, y, torch.Generator().manual_seed(0))
     assert torch.equal(seen["x"][..., :2], y[..., :2]) and bool((seen["x"][..., 2] == 1).all())
+
+
+def test_unfused_optimizer_state_resumes_on_the_fused_kernel_with_the_same_step():
+    """Checkpoints of older versions hold an unfused AdamW's state_dict (``fused: None``); loading
+    it must not switch the run back to the per-parameter loop, and the next update must equal the
+    one the unfused optimizer would have made."""
+    from lib.engine.trainer import load_optimizer_state
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(8, 5)), torch.nn.Parameter(torch.randn(5))]
+    old = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.01)           # what older versions built
+    for _ in range(3):
+        old.zero_grad()
+        (params[0].sum() ** 2 + params[1].pow(3).sum()).backward()
+        old.step()
+    saved = copy.deepcopy(old.state_dict())
+    assert not saved["param_groups"][0]["fused"]
+
+    resumed_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    resumed = torch.optim.AdamW(resumed_params, lr=1e-2, weight_decay=0.01, fused=True)
+    load_optimizer_state(resumed, saved)
+    assert resumed.param_groups[0]["fused"] is True
+    for opt, ps in ((old, params), (resumed, resumed_params)):
+        opt.zero_grad()
+        (ps[0].sum() ** 2 + ps[1].pow(3).sum()).backward()
+        opt.step()
+    for a, b in zip(params, resumed_params):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

@@ -150,6 +150,21 @@ def random_flip(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
 
 
 # -- optimisation -------------------------------------------------------------------------------
+# How an optimizer runs (not what it has learned): a saved state_dict carries these flags in its
+# param_groups, and torch's load_state_dict would restore them with the moments.
+IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable", "differentiable")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load an optimizer state (moments, step counts, lr) but keep this build's implementation
+    flags: a checkpoint written by the unfused AdamW of older Pose3D versions resumes on the fused
+    kernel :func:`build_optimizer` chose (same arithmetic, one kernel for all parameters)."""
+    chosen = [{k: g[k] for k in IMPLEMENTATION_FLAGS if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, flags in zip(optimizer.param_groups, chosen):
+        group.update(flags)
+
+
 def build_optimizer(model: torch.nn.Module, cfg, pretrained=frozenset(), extra_params=()) -> torch.optim.AdamW:
     """AdamW with two groups: the parameters loaded from ``pretrained`` (``backbone``, see
     :func:`lr_multiplier`) and the rest (plus ``extra_params``); empty groups are dropped."""
@@ -341,7 +356,7 @@ class Trainer:
         load_weights(self.model, checkpoint.model_state)
         for name, module in self.extra_modules().items():
             module.load_state_dict(checkpoint.extra[name])
-        self.optimizer.load_state_dict(checkpoint.optimizer)
+        load_optimizer_state(self.optimizer, checkpoint.optimizer)
         self.run = dataclasses.replace(run, selected_on=self.select_on)
         set_rng_state(run.rng)
         if dist.is_main():
