@@ -149,6 +149,30 @@ def test_keypoint_file_lifts_like_the_video(blazepose, clip, tiny_model, tmp_pat
     np.testing.assert_allclose(np.load(again), np.load(paths["pose3d"]), atol=1e-5)
 
 
+def test_stream_mode_writes_the_same_outputs_and_reports_latency(blazepose, clip, tiny_model, tmp_path, capsys):
+    """--stream: the same files as the offline path; the keypoints are identical, the 3D poses close to
+    the offline ones (the tiny model's window, 16 frames at 25 fps, covers the whole 20-frame clip
+    only in part, and a missing frame is held instead of interpolated)."""
+    path, length = clip
+    model, config = tiny_model
+    common = ["--video", path, "--model", model, "--no_render"] + config
+    offline = infer_video.run(infer_video.parse_args(common + ["--out", str(tmp_path / "offline")]))
+    capsys.readouterr()
+    live = infer_video.run(infer_video.parse_args(common + ["--out", str(tmp_path / "live"), "--stream",
+                                                            "--delay", "5"]))
+    printed = capsys.readouterr().out
+    assert "delay 5 frames (200 ms at the model's 25 fps)" in printed
+    assert f"streamed {length} frames in" in printed and "lifter per model frame p50" in printed
+    assert "(20 calls)" in printed                                   # one model call per 25 fps frame
+    with open(offline["keypoints"]) as a, open(live["keypoints"]) as b:
+        assert json.load(a)["instance_info"] == json.load(b)["instance_info"]
+    streamed, lifted = np.load(live["pose3d"]), np.load(offline["pose3d"])
+    assert streamed.shape == lifted.shape == (length, 17, 3) and np.isfinite(streamed).all()
+    assert f"Frames: {length}" in open(live["bvh"]).read()
+    scale = np.abs(lifted - lifted[:, :1]).mean()
+    assert np.abs(streamed[:, :, :2] - lifted[:, :, :2]).mean() < 0.5 * scale
+
+
 def test_missing_extra_is_one_line(monkeypatch, capsys, tmp_path):
     import importlib.util
     real = importlib.util.find_spec

@@ -102,8 +102,10 @@ KEYS: tuple[Key, ...] = (
         ("hyper_relation_bias", "uniform", Choice("none", "uniform"),
          "version 2: joint-joint relation bias init ('none' identity, 'uniform' skeleton adjacency)"),
         ("no_conf", False, Bool(), "drop the 2D confidence channel (model input x, y only)"),
+        ("causal", False, Bool(), "temporal attention sees only the current and past frames (a streaming model "
+         "without look-ahead; docs/inference.md, 'Streaming')"),
         kept=("version", "dim_feat", "dim_rep", "depth", "num_heads", "mlp_ratio", "maxlen", "num_joints",
-              "att_fuse", "hyper_relation_bias", "no_conf"),
+              "att_fuse", "hyper_relation_bias", "no_conf", "causal"),
     ),
     *_keys("training", TRAINING,
         ("epochs", 120, POSITIVE, "training epochs"),

@@ -109,11 +109,16 @@ def stitch(preds: np.ndarray, starts: list[int], num_frames: int, align_depth: b
         frames = slice(start, start + len(pred))
         shared = count[frames] > 0
         if align_depth and shared.any():
-            stitched_root = total[frames][shared, 0, 2] / count[frames][shared]
-            pred[..., 2] += (stitched_root - pred[shared, 0, 2]).mean()
+            pred[..., 2] += depth_shift(total[frames][shared, 0, 2] / count[frames][shared], pred[shared, 0, 2])
         total[frames] += pred
         count[frames] += 1
     return (total / count[:, None, None]).astype(np.float32)
+
+
+def depth_shift(reference_root_z: np.ndarray, window_root_z: np.ndarray) -> float:
+    """The z shift that makes a global window's root depth agree on average with ``reference_root_z``
+    over the frames they share (both ``[S]``): how consecutive windows keep one depth trajectory."""
+    return float((reference_root_z - window_root_z).mean())
 
 
 def finish_root(pred: np.ndarray, rootrel: bool) -> np.ndarray:

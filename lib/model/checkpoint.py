@@ -58,7 +58,7 @@ EPS_ORIGINS = {
 }
 # DSTformerConfig fields that a config sets under the same key (dim_in and joint_label are derived).
 CONFIG_FIELDS = ("dim_feat", "dim_rep", "depth", "num_heads", "mlp_ratio", "num_joints", "maxlen", "att_fuse",
-                 "drop_path_rate", "dropout", "version", "hyper_relation_bias", "layernorm_eps")
+                 "drop_path_rate", "dropout", "version", "hyper_relation_bias", "layernorm_eps", "causal")
 
 
 class CheckpointMismatchError(CheckpointError):
@@ -117,6 +117,11 @@ class Checkpoint:
     @property
     def layernorm_eps(self) -> float:
         return float(self.model_args["layernorm_eps"])
+
+    @property
+    def causal(self) -> bool:
+        """Temporal attention masked to past frames; files written before the key (and MotionBERT's) are not."""
+        return bool(self.model_args.get("causal", False))
 
     def to_dict(self) -> dict:
         """The on-disk dict (plain containers and tensors, loadable with ``weights_only``)."""

@@ -45,6 +45,7 @@ class DSTformerConfig:
     # eps of every LayerNorm: 1e-6 as MotionBERT's load_backbone and EHGFormer's blocks build them;
     # a checkpoint carries its own in model_args (lib/model/checkpoint.py)
     layernorm_eps: float = 1e-6
+    causal: bool = False              # temporal attention masked to the current and past frames
 
 
 class Block(nn.Module):
@@ -68,7 +69,7 @@ class Block(nn.Module):
         self.norm1_s, self.norm1_t = nn.LayerNorm(dim, cfg.layernorm_eps), nn.LayerNorm(dim, cfg.layernorm_eps)
         self.attn_s = (HypergraphAttention(dim, heads, num_edges, cfg.hyper_relation_bias, cfg.qkv_bias, cfg.dropout)
                        if self.hyper else Attention(dim, heads, cfg.qkv_bias, cfg.dropout))
-        self.attn_t = Attention(dim, heads, cfg.qkv_bias, cfg.dropout)
+        self.attn_t = Attention(dim, heads, cfg.qkv_bias, cfg.dropout, causal=cfg.causal)
         self.norm2_s, self.norm2_t = nn.LayerNorm(dim, cfg.layernorm_eps), nn.LayerNorm(dim, cfg.layernorm_eps)
         hidden = int(dim * cfg.mlp_ratio)
         self.mlp_s, self.mlp_t = Mlp(dim, hidden, cfg.dropout), Mlp(dim, hidden, cfg.dropout)

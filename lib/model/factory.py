@@ -108,6 +108,11 @@ def load_model(cfg: Mapping, path: str, verbose: bool = False, checkpoint: Check
     if note:
         print(f"note: {path}: {note}", flush=True)
     model = build_model(cfg, verbose=verbose, layernorm_eps=checkpoint.layernorm_eps)
+    trained_causal = checkpoint.causal
+    if model.config.causal != trained_causal:      # no weights differ, so the state_dict check cannot see it
+        raise CheckpointMismatchError(f"{path} was trained with causal: {str(trained_causal).lower()} (temporal "
+                                      f"attention {'masked to past frames' if trained_causal else 'over the whole clip'}); "
+                                      f"the config says causal: {str(model.config.causal).lower()}: pass the run's config")
     try:
         load_weights(model, checkpoint.model_state)
     except CheckpointMismatchError as err:

@@ -70,10 +70,14 @@ class Attention(nn.Module):
         num_heads: number of heads ``H`` (head size ``C / H``).
         qkv_bias: whether the ``qkv`` projection has a bias.
         proj_drop: dropout after the output projection.
+        causal: token ``i`` attends only to tokens ``<= i`` (an additive ``-inf`` bias above the
+            diagonal; DSTformer's temporal attention of a streaming model).
     """
 
-    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, proj_drop: float = 0.0):
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, proj_drop: float = 0.0,
+                 causal: bool = False):
         super().__init__()
+        self.causal = causal
         if dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
@@ -101,5 +105,14 @@ class Attention(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``x [B, L, C]`` -> ``(out [B, L, C], A [B, H, L, L] or None)``."""
         q, k, v = self.qkv_heads(x)
-        out, attn = attend(q, k, v, None, self.scale, return_attention)
+        out, attn = attend(q, k, v, causal_bias(x) if self.causal else None, self.scale, return_attention)
         return self.output(out), attn
+
+
+def causal_bias(x: torch.Tensor) -> torch.Tensor:
+    """``[L, L]`` additive bias of ``x [B, L, C]``'s tokens: 0 on and below the diagonal, -inf above
+    (an explicit bias rather than SDPA's ``is_causal``, so that the ONNX export's fused attention
+    takes it as its ``attention_bias``)."""
+    length = x.shape[1]
+    future = torch.ones(length, length, dtype=torch.bool, device=x.device).triu(1)
+    return torch.zeros(length, length, dtype=x.dtype, device=x.device).masked_fill(future, float("-inf"))
