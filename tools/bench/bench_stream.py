@@ -99,10 +99,10 @@ def to_mm(pred: np.ndarray, width: float, height: float, factor: np.ndarray) -> 
 
 def accuracy(args) -> None:
     cfg = load_config(args.config)
-    videos = test_videos(cfg)[: args.max_videos or None]
+    videos = test_videos(cfg)[:: args.every][: args.max_videos or None]
     frames = sum(len(v[0]) for v in videos)
     delays = [0, cfg.maxlen // 4, cfg.maxlen // 2]
-    print(f"{args.config}: {len(videos)} test videos, {frames} frames at tds {cfg.sample_stride}, window {cfg.maxlen}; "
+    print(f"{args.config}: {len(videos)} test videos (every {args.every}-th), {frames} frames at tds {cfg.sample_stride}, window {cfg.maxlen}; "
           "P1 in mm, all frames, flip TTA")
     print("| checkpoint | lifting | delay (frames) | P1 vs ground truth | P1 vs offline |\n|---|---|---|---|---|")
     for checkpoint in args.checkpoint:
@@ -136,6 +136,7 @@ def main(argv=None) -> None:
     p.add_argument("--checkpoint", action="append", default=[], help="accuracy (repeatable); latency: optional weights")
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--every", type=int, default=1, help="accuracy: every N-th test video (both subjects, all cameras)")
     p.add_argument("--max_videos", type=int, default=0, help="accuracy: the first N test videos (0 = all)")
     args = p.parse_args(argv)
     if args.mode == "latency":
