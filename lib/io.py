@@ -84,7 +84,7 @@ def atomic_write(path: str, mode: str = "wb") -> Iterator[Any]:
     check_output_path(path)
     tmp = temp_path(path)
     try:
-        with _os_errors_of_writing(path):
+        with os_errors_of_writing(path):
             with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
                 yield f
             os.replace(tmp, path)
@@ -100,7 +100,7 @@ def atomic_path(path: str) -> Iterator[str]:
     check_output_path(path)
     tmp = temp_path(path, keep_suffix=True)
     try:
-        with _os_errors_of_writing(path):
+        with os_errors_of_writing(path):
             yield tmp
             os.replace(tmp, path)
     finally:
@@ -108,7 +108,7 @@ def atomic_path(path: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _os_errors_of_writing(path: str) -> Iterator[None]:
+def os_errors_of_writing(path: str) -> Iterator[None]:
     """An OSError while writing ``path`` -> :class:`FileSystemError` naming ``path`` and the cause."""
     existed = os.path.exists(path)
     try:

@@ -24,7 +24,6 @@ with the first one's PID.
 """
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import shutil
@@ -39,8 +38,8 @@ from lib.data.clip_store import (CONVERTER, META_FILE, STORES, array_paths, arra
 from lib.data.h36m import SPLITS, DataReaderH36M, load_source
 from lib.data.skeleton import NUM_JOINTS
 from lib.data.splits import clip_sequences
-from lib.errors import ConfigError, DataError, FileSystemError, InputFileError, os_error_message
-from lib.io import TMP_MARK, own_folder, temp_path
+from lib.errors import ConfigError, DataError, InputFileError
+from lib.io import TMP_MARK, os_errors_of_writing, own_folder, temp_path
 
 
 def clip_spec(source_path: str, frames: int, stride: int, tds: int) -> dict:
@@ -203,7 +202,7 @@ def build_clip_folder(out_dir: str, write) -> dict:
     os.makedirs(tmp)
     try:
         result = write(tmp)
-        with _os_errors(out_dir):
+        with os_errors_of_writing(out_dir):
             if os.path.isdir(out_dir):
                 os.rename(out_dir, old)
             os.rename(tmp, out_dir)
@@ -224,14 +223,6 @@ def recover_interrupted_slicing(out_dir: str) -> None:
     for path in olds + sorted(glob.glob(glob.escape(out_dir) + TMP_MARK + "*")):
         print(f"Removing {path}, left by an interrupted slicing")
         shutil.rmtree(path, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _os_errors(path: str):
-    try:
-        yield
-    except OSError as err:
-        raise FileSystemError(os_error_message(err, path, "write the clip folder")) from None
 
 
 def clip_metadata(reader: DataReaderH36M, split: str) -> dict:

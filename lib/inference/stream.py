@@ -37,6 +37,7 @@ from lib.data.codec import PoseCodec
 from lib.data.keypoints import to_h36m
 from lib.data.normalize import normalize_2d
 from lib.data.skeleton import NUM_JOINTS
+from lib.data.values import PIXEL_LIMIT, check_numbers
 from lib.errors import ConfigError, InputFileError
 from lib.inference.lift import depth_shift, predict
 
@@ -97,8 +98,7 @@ class StreamLifter:
             raise InputFileError(f"a stream frame is H36M-17 keypoints [17, 3] (x, y, confidence), got {keypoints.shape}")
         if keypoints.shape[1] == 2:
             keypoints = np.concatenate([keypoints, np.ones((NUM_JOINTS, 1), np.float32)], 1)
-        if not np.isfinite(keypoints).all():
-            raise InputFileError("a stream frame holds NaN/inf keypoints (give the last good frame instead)")
+        check_numbers(keypoints, "a stream frame", PIXEL_LIMIT, InputFileError, hint="give the last good frame instead")
         self.received += 1
         return self._advance(normalize_2d(keypoints[None], *self.size)[0])
 
