@@ -9,7 +9,7 @@ import pytest
 from lib.config.cli import add_training_args, base_parser, resolve_config
 from lib.config.docs import render_markdown
 from lib.config.schema import (DISTILL_DEFAULTS, ENTRY_POINTS, KEYS, REJECTED, SCHEMA, ConfigError, load_config,
-                               parse_override)
+                               parse_override, save_config)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HYPER1 = "hyper_config/method2/manual_joint_label1.yaml"
@@ -214,6 +214,23 @@ def test_set_distill_keys(tmp_path):
         resolve(tmp_path, "--set", "distill.generation_tds=1", config="dim_feat: 128\n", distill=DISTILL_FILE)
     with pytest.raises(ConfigError, match="unknown config key 'depth'"):
         resolve(tmp_path, "--set", "distill.depth=3")
+
+
+def test_the_saved_resolved_config_is_a_valid_config(tmp_path):
+    """config.yaml next to a checkpoint holds every section; loaded as --config it resolves to itself."""
+    cfg = load_config(write(tmp_path, SMALL + "version: 2\n"), HYPER1, write(tmp_path, DISTILL_OK, "d.yaml"),
+                      overrides={"distill.generation_tds": 3, "epochs": 7})
+    save_config(cfg, str(tmp_path / "run_config.yaml"))
+    again = load_config(str(tmp_path / "run_config.yaml"))
+    assert again.config_path == str(tmp_path / "run_config.yaml")
+    assert {**again, "config_path": None} == {**cfg, "config_path": None}
+    assert again.joint_label == [LABEL] and again.distill.generation_tds == 3 and again.epochs == 7
+    # later files still win over the sections the config file carries
+    assert load_config(str(tmp_path / "run_config.yaml"), overrides={"distill.generation_tds": 2}).distill.generation_tds == 2
+    with pytest.raises(ConfigError, match=r"'distill' in .*must be a mapping"):
+        load_config(write(tmp_path, "distill: 3\n"))
+    with pytest.raises(ConfigError, match=r"unknown config key 'depth' in .*bad.yaml"):
+        load_config(write(tmp_path, "distill:\n  depth: 3\n", "bad.yaml"))
 
 
 @pytest.mark.parametrize("text", ["epochs", "subset_list=[a,"])

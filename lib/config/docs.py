@@ -37,7 +37,9 @@ integer key refuses `1.5` and `true`; a true/false key refuses `1`. Flag values 
 checks. Cross-key rules: `num_heads` divides `dim_feat`; `clip_len <= maxlen`; version 2 needs
 `joint_label`; `select_on: val` needs `val_fraction > 0` or `val_subjects`; `finetune: true`
 needs `pretrained` (training only); the distill file's pairs, weights and student sizes
-(docs/distillation.md). The resolved config is saved as `config.yaml` next to every checkpoint.
+(docs/distillation.md). The resolved config is saved as `config.yaml` next to every checkpoint;
+it carries the hyperedge keys and a `distill:` mapping too and is itself a valid `--config`
+(`python train.py --config checkpoint/x/config.yaml --checkpoint checkpoint/y` repeats run x).
 
 Entry points: train = train.py, distill = train_distill.py, evaluate = evaluate.py, vis =
 vis_attn.py, export = deployment/deployment_pose3d.py, wild = deployment/infer_wild.py

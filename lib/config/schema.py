@@ -10,7 +10,11 @@ Every key has one default, one check (type and range), a meaning and the entry p
 it; docs/config.md is rendered from this table (:mod:`lib.config.docs`). A key that is not listed
 is an error naming the key and the file, so a typo never silently falls back to a default; the
 MotionBERT keys Pose3D does not implement (:data:`REJECTED`) are an error saying so. The resolved
-config is saved next to every checkpoint.
+config is saved next to every checkpoint as ``config.yaml`` and is itself a valid ``--config``: a
+config file may also hold the hyperedge keys and a ``distill:`` mapping (the sections a resolved
+config carries), read as if they came from ``--hyper_cfg`` and ``--distill_cfg`` files listed
+before any given ones; ``config_path`` (the file a run was resolved from) is provenance, replaced
+by the path now loaded.
 """
 from __future__ import annotations
 
@@ -291,6 +295,19 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override {text!r}: the value is not valid YAML (quote it or fix the brackets)") from None
 
 
+def _sections_of(data: dict, source: str) -> tuple[dict, dict, dict]:
+    """A ``--config`` file's training keys, hyperedge keys and ``distill:`` mapping (a resolved
+    ``config.yaml`` holds all three); its saved ``config_path`` is dropped."""
+    data = dict(data)
+    data.pop("config_path", None)
+    distill = data.pop("distill", None) or {}
+    if not isinstance(distill, dict):
+        raise ConfigError(f"'distill' in {source} must be a mapping of distillation keys, got {distill!r}")
+    hyper_keys = {k.name for k in KEYS if k.section == "hyper"}
+    hyper = {name: data.pop(name) for name in list(data) if name in hyper_keys}
+    return data, hyper, distill
+
+
 def load_config(config_path: str, hyper_cfg: str | None = None, distill_cfg: str | None = None,
                 overrides: Mapping[str, Any] | None = None) -> EasyDict:
     """Resolve the full config (see module docstring). ``overrides`` are explicit command-line values
@@ -298,10 +315,13 @@ def load_config(config_path: str, hyper_cfg: str | None = None, distill_cfg: str
     cfg, distill = copy.deepcopy(TRAIN_DEFAULTS), copy.deepcopy(DISTILL_DEFAULTS)
     cfg.update(copy.deepcopy(HYPER_DEFAULTS))
     origins: dict[str, str] = {}
-    _merge(cfg, origins, read_yaml(config_path), "config", config_path)
+    main, own_hyper, own_distill = _sections_of(read_yaml(config_path), config_path)
+    _merge(cfg, origins, main, "config", config_path)
+    _merge(cfg, origins, own_hyper, "hyper", config_path)
     if hyper_cfg:
         _merge(cfg, origins, read_yaml(hyper_cfg), "hyper", hyper_cfg)
     distill_origins: dict[str, str] = {}
+    _merge(distill, distill_origins, own_distill, "distill", config_path)
     if distill_cfg:
         _merge(distill, distill_origins, read_yaml(distill_cfg), "distill", distill_cfg)
     overrides = dict(overrides or {})
