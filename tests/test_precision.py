@@ -100,6 +100,35 @@ def test_auto_measurement_does_not_change_the_first_update(write_config, tmp_pat
         assert torch.equal(value, weights[1][name]), name
 
 
+def test_a_resumed_auto_run_keeps_the_precision_it_started_with(write_config, tmp_path, monkeypatch, capsys):
+    """A resume computes what the uninterrupted run would: auto's decision is read back from
+    precision.json, not measured again (the new measurement would say fp32 here)."""
+    from lib.engine.trainer import Trainer
+    monkeypatch.setattr(prec, "_CACHE", {})
+    monkeypatch.setattr(prec, "time_precisions", lambda step, device: {"fp32": 1.0, "bf16": 0.5})
+    first = Trainer(load_config(write_config({"precision": "auto", "epochs": 1})), str(tmp_path / "run"), seed=0)
+    first.setup()
+    first.fit()
+    assert first.precision.precision == "bf16"
+
+    def measuring_again(step, device):
+        raise AssertionError("a resumed auto run measured again")
+    monkeypatch.setattr(prec, "_CACHE", {})
+    monkeypatch.setattr(prec, "time_precisions", measuring_again)
+    resumed = Trainer(load_config(write_config({"precision": "auto", "epochs": 2})), str(tmp_path / "run"), seed=0)
+    resumed.setup()
+    resumed.fit()
+    assert resumed.precision.precision == "bf16" and "kept on resume" in resumed.precision.reason
+    assert "precision bf16 (requested auto)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run" / "precision.json").read_text())["reason"].startswith("measured")
+    # a configured precision on resume is used as configured, not the saved decision
+    monkeypatch.setattr(prec, "time_precisions", lambda step, device: {"fp32": 1.0, "bf16": 0.5})
+    configured = Trainer(load_config(write_config({"precision": "fp32", "epochs": 3})), str(tmp_path / "run"), seed=0)
+    configured.setup()
+    configured.fit()
+    assert configured.precision.precision == "fp32"
+
+
 @pytest.mark.parametrize("bad_step", [0, 2])
 def test_a_non_finite_loss_stops_the_epoch(write_config, tmp_path, bad_step):
     """No host sync per step: the loss is checked every CHECK_EVERY steps and at the epoch's end,

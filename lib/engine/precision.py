@@ -14,12 +14,16 @@ the system and maps new pages for fp32's larger ones), which made interleaved fp
 1.5x too slow at the synthetic_wild size. bf16 is chosen only when its fastest call is at least
 :data:`AUTO_MARGIN` faster than fp32's fastest (the minimum: other processes on a shared machine
 only ever add time), so a machine or a shape where bf16 does not pay does not get slower. The measurement leaves no trace on the run: gradients
-are cleared and the RNG state is restored. Decisions are cached per shape within the process.
+are cleared and the RNG state is restored. Decisions are cached per shape within the process,
+and a resumed ``auto`` run keeps the decision saved in its folder (``precision.json``,
+:func:`resumed_precision`): a resume computes what the uninterrupted run would have, whatever a
+new measurement would say.
 On CUDA, ``auto`` is bf16 where the device supports it (no timing). Under DDP the ranks average
 their timings, so all of them choose the same precision.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -27,6 +31,7 @@ from typing import Callable
 import torch
 
 from lib.engine import distributed as dist
+from lib.io import load_json
 
 AUTO_ROUNDS = 3          # timed calls per precision (after one warm-up each)
 AUTO_MARGIN = 0.10       # bf16 must be at least this much faster than fp32 to be chosen
@@ -111,3 +116,16 @@ def choose_precision(requested: str, device: torch.device, step: Callable[[bool]
     choice = PrecisionChoice("bf16" if faster else "fp32", "auto", reason, seconds)
     _CACHE[cache_key] = choice
     return choice
+
+
+def resumed_precision(requested: str, saved_path: str) -> PrecisionChoice | None:
+    """The precision a resumed run keeps: for ``auto``, the decision saved when the run started
+    (``saved_path``, the run's ``precision.json``) if it also asked for ``auto``; None (decide at
+    the first step) for a configured precision, a changed request or no saved decision."""
+    if requested != "auto" or not os.path.isfile(saved_path):
+        return None
+    saved = load_json(saved_path)
+    if saved.get("requested") != "auto" or saved.get("precision") not in ("fp32", "bf16"):
+        return None
+    return PrecisionChoice(saved["precision"], "auto", f"{saved.get('reason', '')} (decided when the run started; "
+                           "kept on resume)", saved.get("seconds", {}))

@@ -51,7 +51,8 @@ from lib.data.skeleton import flip
 from lib.data.splits import held_out_sequences, stored_clip_sequences, train_clip_sequences
 from lib.config.schema import config_differences, save_config, to_plain
 from lib.engine import distributed as dist
-from lib.engine.precision import PrecisionChoice, choose_precision, requested_precision
+from lib.engine import memory
+from lib.engine.precision import PrecisionChoice, choose_precision, requested_precision, resumed_precision
 from lib.engine.run_folder import LATEST, PREVIOUS, EventLog, archive_previous_run
 from lib.engine.evaluator import Evaluator, ValidationScorer, describe, format_table, save_results
 from lib.errors import CheckpointError, ConfigError, DataError, Pose3DError, TrainingDiverged
@@ -359,6 +360,9 @@ class Trainer:
         load_optimizer_state(self.optimizer, checkpoint.optimizer)
         self.run = dataclasses.replace(run, selected_on=self.select_on)
         set_rng_state(run.rng)
+        self.precision = resumed_precision(requested_precision(self.cfg), self.path(PRECISION))
+        if self.precision is not None:
+            self.announce_precision(save=False)
         if dist.is_main():
             print(f"Resumed from {path}: next epoch {self.run.epoch}, best P1 {self.run.best_score:.2f} "
                   f"{self.run.best_units or ''} ({self.select_on} split)")
@@ -481,7 +485,7 @@ class Trainer:
 
     def decide_precision(self, x: torch.Tensor, target: torch.Tensor) -> None:
         """Resolve ``precision`` (``auto``: time this model on this batch, lib/engine/precision.py),
-        print it and save it as ``precision.json`` in the run folder."""
+        print it with the memory allocator (lib/engine/memory.py) and save it as ``precision.json``."""
         def step(bf16: bool) -> None:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss, _ = self.compute_loss(x, target)
@@ -490,9 +494,15 @@ class Trainer:
 
         key = (repr(model_args_of(unwrap(self.model))), tuple(x.shape), type(self).__name__)
         self.precision = choose_precision(requested_precision(self.cfg), self.device, step, key)
+        self.announce_precision(save=True)
+
+    def announce_precision(self, save: bool) -> None:
+        """Print the precision and the memory allocator (rank 0); ``save`` it as ``precision.json``."""
         if dist.is_main():
             print(self.precision.describe(), flush=True)
-            if os.path.isdir(self.checkpoint_dir):
+            if self.device.type == "cpu":
+                print(memory.describe(), flush=True)
+            if save and os.path.isdir(self.checkpoint_dir):
                 write_json(self.path(PRECISION), self.precision.as_dict())
 
     # -- end of an epoch: checkpoint first, then what can fail ---------------------------------

@@ -24,6 +24,13 @@ train step (first step = compilation, then steady state, interleaved).
 
     python tools/bench/benchmark.py --config configs/pose3d/quickstart.yaml --mode throughput
     python tools/bench/benchmark.py --config configs/pose3d/quickstart.yaml --mode compile --batch 64
+
+``--mode allocator`` times the train step of ``--shapes`` (default synthetic_wild, quickstart)
+under each memory allocator installed (the system malloc, and tcmalloc / jemalloc preloaded with
+``LD_PRELOAD``; lib/engine/memory.py), one process per allocator and round, rounds interleaved:
+median step time, page faults per step and peak resident memory.
+
+    python tools/bench/benchmark.py --mode allocator --rounds 2
 """
 from __future__ import annotations
 
@@ -546,6 +553,58 @@ def report_precision(args) -> None:
         print(line, flush=True)
 
 
+# -- memory allocators -------------------------------------------------------------------------------
+def report_step(args) -> None:
+    """One JSON line: this process's allocator and the median train step of ``--shapes[0]``
+    (after 2 warm-up steps), its minor page faults per step and the process's peak RSS."""
+    import json
+
+    from lib.engine.memory import allocator
+    shape = (args.shapes or ["synthetic_wild"])[0]
+    model, batch = shape_model(STEP_SHAPES[shape], torch.device("cpu"))
+    step = train_step_fn(model, batch)
+    for _ in range(2):
+        step()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    seconds = [time_call(step, batch.device) for _ in range(args.iters)]
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    print(json.dumps({"allocator": allocator(), "shape": shape, "median_s": statistics.median(seconds),
+                      "faults_per_step": faults / args.iters, "peak_rss_mb": peak_memory_mb(batch.device)}))
+
+
+def report_allocator(args) -> None:
+    """The train step under each installed allocator (see the module docstring), interleaved rounds."""
+    import json
+    import subprocess
+    import sys
+
+    from lib.engine.memory import SYSTEM, preload_names
+    print(f"fp32 matmul ({MATMUL_N}^3, {torch.get_num_threads()} threads): "
+          f"{matmul_peak_flops() / 1e9:.1f} GFLOP/s")
+    preloads = {SYSTEM: None, **preload_names()}
+    print("allocators: " + ", ".join(f"{k} ({v})" if v else k for k, v in preloads.items()))
+    for shape in args.shapes or ["synthetic_wild", "quickstart"]:
+        runs: dict[str, list[dict]] = {name: [] for name in preloads}
+        for _ in range(args.rounds):
+            for name, lib in preloads.items():
+                env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+                if lib:
+                    env["LD_PRELOAD"] = lib
+                out = subprocess.run([sys.executable, os.path.abspath(__file__), "--mode", "step", "--shapes", shape,
+                                      "--iters", str(args.iters)], env=env, capture_output=True, text=True, check=True)
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                if result["allocator"] != name:
+                    raise RuntimeError(f"asked for {name}, the process ran {result['allocator']}")
+                runs[name].append(result)
+        base = statistics.median(r["median_s"] for r in runs[SYSTEM])
+        print(f"{shape} ({STEP_SHAPES[shape]}), {args.rounds} rounds of {args.iters} steps:")
+        for name, rs in runs.items():
+            t = statistics.median(r["median_s"] for r in rs)
+            print(f"    {name:14s} step {t * 1e3:8.1f} ms  (system/this {base / t:.2f})  "
+                  f"page faults/step {statistics.median(r['faults_per_step'] for r in rs):9.0f}  "
+                  f"peak RSS {max(r['peak_rss_mb'] for r in rs):6.0f} MB", flush=True)
+
+
 # -- ONNX fp32 vs int8 -------------------------------------------------------------------------------
 def report_onnx(args) -> None:
     """onnxruntime time of the fp32 export and its dynamic / static int8 versions (batch 1 and 8,
@@ -596,15 +655,15 @@ def parse_args(argv=None):
     p.add_argument("--clip_len", type=int, help="frames per clip (default 81; throughput/compile: the config's clip_len)")
     p.add_argument("--batch", type=int, help="clips per batch (default 2; throughput/compile: the config's batch_size)")
     p.add_argument("--iters", type=int, default=3)
-    p.add_argument("--mode", choices=["train", "forward", "all", "attention", "throughput", "compile", "matmul", "profile", "onnx"], default="all",
+    p.add_argument("--mode", choices=["train", "forward", "all", "attention", "throughput", "compile", "matmul", "profile", "onnx", "allocator", "step"], default="all",
                    help="all = train and forward, both versions, fused and explicit; see the module docstring")
     p.add_argument("--lengths", type=int, nargs="+", default=[27, 81, 243], help="attention mode: temporal lengths")
     p.add_argument("--steps", type=int, default=10, help="throughput mode: batches per round")
-    p.add_argument("--rounds", type=int, default=3, help="throughput mode: interleaved rounds")
+    p.add_argument("--rounds", type=int, default=3, help="throughput/allocator mode: interleaved rounds")
     p.add_argument("--workers", type=int, help="throughput mode: DataLoader workers (default: the config's)")
     p.add_argument("--clip_store", choices=["pkl", "npy"], default="npy", help="throughput mode: clip store")
     p.add_argument("--compile", action="store_true", help="throughput mode: torch.compile the model (cfg.compile)")
-    p.add_argument("--shapes", nargs="+", choices=list(STEP_SHAPES), help="profile/precision: shapes (default all)")
+    p.add_argument("--shapes", nargs="+", choices=list(STEP_SHAPES), help="profile/precision/allocator: shapes (default all; allocator: synthetic_wild quickstart)")
     p.add_argument("--precision", action="store_true",
                    help="CPU flags, fp32/bf16 matmul rates, step fp32/bf16/auto per --shapes (and MotionBERT's)")
     p.add_argument("--motionbert", metavar="CHECKOUT", help="precision: also time MotionBERT's DSTformer from this checkout")
@@ -633,6 +692,10 @@ def main(argv=None) -> None:
         report_onnx(args)
     elif args.mode == "profile":
         report_profile(args)
+    elif args.mode == "allocator":
+        report_allocator(args)
+    elif args.mode == "step":
+        report_step(args)
     else:
         args.batch = args.batch or 2
         report(args)
