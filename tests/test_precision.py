@@ -45,6 +45,22 @@ def test_auto_picks_bf16_only_when_measured_faster_and_caches_per_shape(bf16_s, 
     assert len(calls) == 2 * (1 + prec.AUTO_ROUNDS)     # the cached shape is not measured again
 
 
+def test_a_ratio_near_the_bar_is_measured_twice_and_a_clear_one_once(monkeypatch):
+    monkeypatch.setattr(prec, "_CACHE", {})
+    ratios = iter([0.92, 0.70, 1.5])                          # first two near the 0.90 bar, then clear
+
+    def fake(step, device):
+        calls.append(1)
+        ratio = next(ratios)
+        return {"fp32": 1.0, "bf16": ratio}
+    calls = []
+    monkeypatch.setattr(prec, "time_precisions", fake)
+    near = choose_precision("auto", torch.device("cpu"), lambda bf16: None, ("near",))
+    assert len(calls) == 2 and near.precision == "bf16" and near.seconds["bf16"] == 0.70   # fastest of both
+    clear = choose_precision("auto", torch.device("cpu"), lambda bf16: None, ("clear",))
+    assert len(calls) == 3 and clear.precision == "fp32"
+
+
 def test_measuring_restores_the_rng():
     torch.manual_seed(3)
     expected = torch.rand(4)

@@ -13,7 +13,8 @@ after a bf16 one pays for fresh memory (the allocator returned the bf16 call's s
 the system and maps new pages for fp32's larger ones), which made interleaved fp32 timings up to
 1.5x too slow at the synthetic_wild size. bf16 is chosen only when its fastest call is at least
 :data:`AUTO_MARGIN` faster than fp32's fastest (the minimum: other processes on a shared machine
-only ever add time), so a machine or a shape where bf16 does not pay does not get slower. The measurement leaves no trace on the run: gradients
+only ever add time; a ratio within :data:`AUTO_CLOSE` of that bar is measured a second time and
+the fastest calls of both measurements decide), so a machine or a shape where bf16 does not pay does not get slower. The measurement leaves no trace on the run: gradients
 are cleared and the RNG state is restored. Decisions are cached per shape within the process,
 and a resumed ``auto`` run keeps the decision saved in its folder (``precision.json``,
 :func:`resumed_precision`): a resume computes what the uninterrupted run would have, whatever a
@@ -35,6 +36,7 @@ from lib.io import load_json
 
 AUTO_ROUNDS = 3          # timed calls per precision (after one warm-up each)
 AUTO_MARGIN = 0.10       # bf16 must be at least this much faster than fp32 to be chosen
+AUTO_CLOSE = 0.05        # a bf16/fp32 ratio this close to the bar is measured once more
 
 _CACHE: dict[tuple, "PrecisionChoice"] = {}
 
@@ -108,6 +110,9 @@ def choose_precision(requested: str, device: torch.device, step: Callable[[bool]
         cached = _CACHE[cache_key]
         return PrecisionChoice(cached.precision, "auto", cached.reason + " (cached for this shape)", cached.seconds)
     seconds = time_precisions(step, device)
+    if abs(seconds["bf16"] / seconds["fp32"] - (1 - AUTO_MARGIN)) < AUTO_CLOSE:    # near the bar: measure again
+        again = time_precisions(step, device)
+        seconds = {name: min(seconds[name], again[name]) for name in seconds}
     mean = dist.all_reduce_mean(torch.tensor([seconds["fp32"], seconds["bf16"]], dtype=torch.float64))
     seconds = {"fp32": float(mean[0]), "bf16": float(mean[1])}
     faster = seconds["bf16"] < (1 - AUTO_MARGIN) * seconds["fp32"]
