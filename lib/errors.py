@@ -60,9 +60,19 @@ class RunFolderBusy(Pose3DError):
 
 
 class Interrupted(Pose3DError):
-    """Ctrl-C (SIGINT); the message says what is on disk and how to go on. Exit status 130."""
+    """Ctrl-C (SIGINT), or SIGTERM during training; the message says what is on disk and how to go
+    on. Exit status 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM."""
 
     exit_status = 130
+
+    def __init__(self, message: str, exit_status: int = 130):
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread by the SIGTERM handler a training installs (``kill PID``, a
+    scheduler or container stopping the job), so the run ends like Ctrl-C, with its message."""
 
 
 class VerificationFailed(Pose3DError):

@@ -443,8 +443,10 @@ def test_source_check_of_an_older_meta_without_a_hash(world, tmp_path, capsys):
     assert "modified" in source_changed(meta, source)
 
 
-def test_real_sigint_to_train_py_ends_in_one_line_and_status_130(world, tmp_path):
-    """A real Ctrl-C (SIGINT to the process) after the first checkpoint: no traceback, exit 130."""
+@pytest.mark.parametrize("name, status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_real_signal_to_train_py_ends_in_one_line_with_the_resume_command(world, tmp_path, name, status):
+    """A real Ctrl-C (SIGINT) or ``kill`` (SIGTERM, a scheduler's stop) after the first checkpoint:
+    no traceback, exit 128 + the signal's number, the resume command."""
     import signal
     root, cfg = world
     run = tmp_path / "run"
@@ -454,8 +456,9 @@ def test_real_sigint_to_train_py_ends_in_one_line_and_status_130(world, tmp_path
     deadline = time.time() + 120
     while not os.path.isfile(run / "latest_epoch.bin") and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, name))
     err = proc.communicate(timeout=60)[1]
     line = one_error_line(err)
-    assert proc.returncode == 130, err
+    assert proc.returncode == status, err
+    assert f"interrupted ({'Ctrl-C' if name == 'SIGINT' else 'SIGTERM'})" in line, line
     assert "Resume with: python train.py --config" in line and str(run / "latest_epoch.bin") in line, line
