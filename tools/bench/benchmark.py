@@ -28,7 +28,8 @@ train step (first step = compilation, then steady state, interleaved).
 ``--mode allocator`` times the train step of ``--shapes`` (default synthetic_wild, quickstart)
 under each memory allocator installed (the system malloc, and tcmalloc / jemalloc preloaded with
 ``LD_PRELOAD``; lib/engine/memory.py), one process per allocator and round, rounds interleaved:
-median step time, page faults per step and peak resident memory.
+median step time, page faults per step and peak resident memory (``--mode step`` is one such
+process's measurement, printed as a JSON line).
 
     python tools/bench/benchmark.py --mode allocator --rounds 2
 """
