@@ -18,6 +18,7 @@ training log, ``tools/bench/benchmark.py``) and never changes it.
 from __future__ import annotations
 
 import ctypes.util
+import functools
 import os
 
 # allocator name -> (the library file name fragment it is recognised by, its ld.so name to preload)
@@ -42,9 +43,11 @@ def allocator(maps: str = "/proc/self/maps") -> str:
     return SYSTEM
 
 
+@functools.lru_cache(maxsize=None)
 def preload_names() -> dict[str, str]:
     """The installed allocators' library names as ``LD_PRELOAD`` takes them (found through
-    ldconfig: ``{'tcmalloc': 'libtcmalloc_minimal.so.4'}`` with Debian's libtcmalloc-minimal4)."""
+    ldconfig: ``{'tcmalloc': 'libtcmalloc_minimal.so.4'}`` with Debian's libtcmalloc-minimal4).
+    Looked up once per process (every training prints it); the mapping is shared, do not modify it."""
     found = {name: ctypes.util.find_library(lib) for name, (_, lib) in PRELOADABLE.items()}
     return {name: path for name, path in found.items() if path}
 
