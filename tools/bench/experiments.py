@@ -9,7 +9,7 @@
     python tools/bench/experiments.py draw --config C --checkpoint CKPT      # docs/img/lifted_postures.png
     python tools/bench/experiments.py camera_cost   # per-step cost of random cameras vs the clip store
 
-The first three train the quick-start configuration (configs/pose3d/quickstart.yaml, its synthetic data is
+The first three train the quick-start configuration (``cross_family``: or ``--config``) (configs/pose3d/quickstart.yaml, its synthetic data is
 made on first use) with an evaluation after every epoch and print a table.
 
 ``selection``: one run with ``select_on: val``; the optimism of test-set selection is the test P1
@@ -19,8 +19,14 @@ of the epoch the test set would pick minus the test P1 of the epoch the validati
 velocity), one seed each, selected on the validation split.
 ``cross_family``: for each motion family of the generator (lib/data/synthetic/motions.py), a
 source whose training split lacks that family's actions and whose test split holds only them;
-the quick-start model trained on it is scored on the held-out family and set beside the same
-model trained on every family (the quick start's own run, same seed and epochs), per family.
+the quick-start model (or ``--config``'s) trained on it is scored on the held-out family and set
+beside the same model trained on every family (the config's own run, same seed and epochs; with
+``--checkpoint``, that run's ``best_epoch.bin`` instead of training it again), per family. With
+``--folder`` the sources and runs stay there, so a check too long for one sitting (six 2-hour
+trainings at the synthetic_wild size) resumes when the same command is started again:
+
+    python tools/bench/experiments.py cross_family --config configs/pose3d/synthetic_wild.yaml \
+        --checkpoint checkpoint/synthetic_wild/best_epoch.bin --folder /path/to/cross_family_wild
 ``baseline``: no training; a "model" that outputs the mean root-relative training pose for every
 frame, scored by the config's own test protocol (flip TTA included), per action. A trained
 model's P1 means something only next to this number on the same test split.
@@ -45,6 +51,7 @@ data folder under ``--folder``): time of 100 loader batches and of 25 train step
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -85,17 +92,21 @@ RECIPES = {
 
 
 def train(overrides: dict, hyper: str | None, seed: int, epochs: int, extra: dict | None = None,
-          keep: bool = False):
-    """Per-epoch history of a quick-start run with ``overrides`` and the command line's ``--set``
-    values ``extra`` (evaluated every epoch); with ``keep`` the results of the selected epoch."""
-    cfg = load_config(QUICKSTART, hyper, None, {"eval_frequency": 1, "epochs": epochs, **overrides, **(extra or {})})
+          keep: bool = False, config: str = QUICKSTART, run_dir: str | None = None):
+    """Per-epoch history of a run of ``config`` (the quick start) with ``overrides`` and the command
+    line's ``--set`` values ``extra`` (evaluated every epoch); with ``keep`` the results of the
+    selected epoch, the config's own evaluation schedule kept. ``run_dir``: a lasting run folder
+    (a stopped run resumes there, a finished one is only read) instead of a temporary one."""
+    every_epoch = {} if keep else {"eval_frequency": 1}
+    cfg = load_config(config, hyper, None, {**every_epoch, "epochs": epochs, **overrides, **(extra or {})})
     prepare_data(cfg)
-    with tempfile.TemporaryDirectory() as run:
-        trainer = Trainer(cfg, os.path.join(run, "ckpt"), seed=seed)
+    with contextlib.nullcontext(run_dir) if run_dir else tempfile.TemporaryDirectory() as run:
+        folder = run_dir or os.path.join(run, "ckpt")
+        trainer = Trainer(cfg, folder, seed=seed)
         trainer.setup()
         trainer.fit()
         if keep:
-            return read_checkpoint(os.path.join(run, "ckpt", "best_epoch.bin")).run.results
+            return read_checkpoint(os.path.join(folder, "best_epoch.bin")).run.results
         return trainer.history
 
 
@@ -121,12 +132,16 @@ def recipes(args) -> None:
 
 def held_out_source(folder: str, family: str, cfg) -> str:
     """A source file whose train split lacks ``family``'s actions and whose test split is only them
-    (generated as the config generates its own: size, geometric share, world joints)."""
+    (generated as the config generates its own: size, geometric share, world joints); kept if
+    ``folder`` already holds it (the generation is deterministic)."""
+    path = os.path.join(folder, "src", "h36m_sh_conf_cam_source_final.pkl")
+    if os.path.isfile(path):
+        return folder
     others = [a for a in ACTIONS.values() if a not in FAMILIES[family]]
     size, options = cfg.synthetic_data, {"geometric": cfg.synthetic_geometric, "world": cfg.random_cameras}
     data = {"train": make_synthetic_h36m(0, size, actions=others, **options)["train"],
             "test": make_synthetic_h36m(0, size, actions=list(FAMILIES[family]))["test"]}
-    write_pickle(os.path.join(folder, "src", "h36m_sh_conf_cam_source_final.pkl"), data)
+    write_pickle(path, data)
     return folder
 
 
@@ -136,16 +151,24 @@ def family_p1(results: dict, actions) -> float:
 
 
 def cross_family(args) -> None:
-    cfg = load_config(QUICKSTART, None, None, args.extra)
-    base = train({"eval_full_coverage": False}, None, args.seed, args.epochs, args.extra, keep=True)
+    cfg = load_config(args.config, None, None, args.extra)
+    if args.checkpoint:         # the config's own run on every family, trained already (same seed and epochs)
+        base = read_checkpoint(args.checkpoint).run.results
+    else:
+        base = train({"eval_full_coverage": False}, None, args.seed, args.epochs, args.extra, keep=True,
+                     config=args.config, run_dir=args.folder and os.path.join(args.folder, "all", "run"))
+    print(f"{args.config}, {args.epochs} epochs, seed {args.seed}; all families: "
+          f"{args.checkpoint or 'trained here'}; protocol P1 (mm), selected on the validation split")
     print("| held-out family (actions) | trained on all families: P1 (mm) | trained without it: P1 (mm) | ratio |\n"
           "|---|---|---|---|")
     for family, actions in FAMILIES.items():
-        with tempfile.TemporaryDirectory() as folder:
+        with contextlib.nullcontext(os.path.join(args.folder, family)) if args.folder \
+                else tempfile.TemporaryDirectory() as folder:
             held_out_source(folder, family, cfg)
             where = {"dt_root": os.path.join(folder, "src"), "data_root": folder, "subset_list": ["clips"],
                      "synthetic_data": None, "eval_full_coverage": False}
-            alone = train(where, None, args.seed, args.epochs, args.extra, keep=True)
+            alone = train(where, None, args.seed, args.epochs, args.extra, keep=True, config=args.config,
+                          run_dir=args.folder and os.path.join(folder, "run"))
         inside, outside = family_p1(base, actions), alone["protocol"]["p1"]
         print(f"| {family} ({', '.join(actions)}) | {inside:.1f} | {outside:.1f} | {outside / inside:.2f} |", flush=True)
 
@@ -326,7 +349,7 @@ def camera_cost(args) -> None:
     import time
     from lib.engine.trainer import build_run_data
     for random_cameras in (False, True):
-        root = os.path.join(args.folder, f"random_cameras_{random_cameras}")
+        root = os.path.join(args.folder or "/tmp/pose3d_camera_cost", f"random_cameras_{random_cameras}")
         cfg = load_config(QUICKSTART, None, None, {"dt_root": os.path.join(root, "src"), "data_root": root,
                                                     "subset_list": ["clips"], "random_cameras": random_cameras,
                                                     "no_eval": True, **args.extra})
@@ -358,17 +381,21 @@ def main(argv=None) -> None:
     p = ArgumentParser(__doc__)
     p.add_argument("experiment", choices=("selection", "recipes", "cross_family", "baseline", "postures", "transfer",
                                           "draw", "camera_cost"))
-    p.add_argument("--config", default=QUICKSTART, help="baseline, postures: the config whose test split is scored")
-    p.add_argument("--checkpoint", default=None, help="postures, transfer, draw: the checkpoint to score")
+    p.add_argument("--config", default=QUICKSTART, help="baseline, postures: the config whose test split is "
+                   "scored; cross_family: the config trained (default: the quick start)")
+    p.add_argument("--checkpoint", default=None, help="postures, transfer, draw: the checkpoint to score; "
+                   "cross_family: the config's run on every family, already trained (its best_epoch.bin)")
     p.add_argument("--out", default="docs/img/lifted_postures.png", help="draw: the image to write")
-    p.add_argument("--folder", default="/tmp/pose3d_camera_cost", help="camera_cost: where its data is made")
-    p.add_argument("--epochs", type=int, default=None, help="default: the quick start's")
+    p.add_argument("--folder", default=None, help="camera_cost: where its data is made (default "
+                   "/tmp/pose3d_camera_cost); cross_family: keep sources and runs here, so that the command "
+                   "started again resumes the stopped run and skips the finished ones")
+    p.add_argument("--epochs", type=int, default=None, help="default: the config's (--config)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config overrides of every run, e.g. --set learning_rate=3e-3")
     args = p.parse_args(argv)
     args.extra = dict(parse_override(text) for text in args.overrides)
-    args.epochs = args.epochs or int(load_config(QUICKSTART).epochs)
+    args.epochs = args.epochs or int(load_config(args.config).epochs)
     if args.experiment in ("postures", "transfer", "draw") and not args.checkpoint:
         p.error(f"{args.experiment} needs --checkpoint")
     {"selection": selection, "recipes": recipes, "cross_family": cross_family, "baseline": baseline,
