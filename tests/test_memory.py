@@ -26,6 +26,14 @@ def test_allocator_is_read_from_the_loaded_libraries(tmp_path, lines, expected):
     assert allocator(str(tmp_path / "missing")) == SYSTEM
 
 
+def run_python(script: str, preload: str | None) -> str:
+    """stdout of ``python -c script`` (stripped), with ``preload`` as the only LD_PRELOAD, or none."""
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    env.update({"LD_PRELOAD": preload} if preload else {})
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                          env=env).stdout.strip()
+
+
 # A 64 MiB block: above glibc's largest dynamic mmap threshold (32 MiB), so the system malloc maps
 # every such allocation anew and faults it in page by page.
 SCRIPT = textwrap.dedent("""
@@ -44,10 +52,7 @@ def test_preloaded_tcmalloc_reuses_freed_blocks():
     pages = 64 * 2 ** 20 // 4096
 
     def run(preload):
-        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-        env.update({"LD_PRELOAD": preload} if preload else {})
-        out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True, env=env)
-        name, faults = out.stdout.strip().rsplit(" ", 1)
+        name, faults = run_python(SCRIPT, preload).rsplit(" ", 1)
         return name, int(faults)
     assert run(None)[0] == SYSTEM and run(None)[1] > pages // 2
     name, faults = run(preload_names()["tcmalloc"])
@@ -67,10 +72,5 @@ SAME = textwrap.dedent("""
 
 @pytest.mark.skipif("tcmalloc" not in preload_names(), reason="tcmalloc is not installed (libtcmalloc-minimal4)")
 def test_the_allocator_does_not_change_what_training_computes():
-    hashes = set()
-    for preload in (None, preload_names()["tcmalloc"]):
-        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-        env.update({"LD_PRELOAD": preload} if preload else {})
-        hashes.add(subprocess.run([sys.executable, "-c", SAME], capture_output=True, text=True, check=True,
-                                  env=env).stdout.strip())
+    hashes = {run_python(SAME, preload) for preload in (None, preload_names()["tcmalloc"])}
     assert len(hashes) == 1

@@ -14,8 +14,9 @@ the system and maps new pages for fp32's larger ones), which made interleaved fp
 1.5x too slow at the synthetic_wild size. bf16 is chosen only when its fastest call is at least
 :data:`AUTO_MARGIN` faster than fp32's fastest (the minimum: other processes on a shared machine
 only ever add time; a ratio within :data:`AUTO_CLOSE` of that bar is measured a second time and
-the fastest calls of both measurements decide), so a machine or a shape where bf16 does not pay does not get slower. The measurement leaves no trace on the run: gradients
-are cleared and the RNG state is restored. Decisions are cached per shape within the process,
+the fastest calls of both measurements decide), so a machine or a shape where bf16 does not pay
+does not get slower. The measurement leaves no trace on the run: gradients are cleared and the
+RNG state is restored. Decisions are cached per shape within the process,
 and a resumed ``auto`` run keeps the decision saved in its folder (``precision.json``,
 :func:`resumed_precision`): a resume computes what the uninterrupted run would have, whatever a
 new measurement would say.

@@ -84,6 +84,12 @@ def matmul_peak_flops(n: int = MATMUL_N, repeats: int = 5, device: str | torch.d
     return flops / min(time_call(fn, torch.device(device)) for _ in range(repeats))
 
 
+def matmul_line(device: str | torch.device = "cpu") -> str:
+    """The machine's fp32 matmul rate as every timing report prints it."""
+    return (f"fp32 matmul ({MATMUL_N}^3, {torch.get_num_threads()} threads): "
+            f"{matmul_peak_flops(device=device) / 1e9:.1f} GFLOP/s")
+
+
 def train_step_fn(model: torch.nn.Module, batch: torch.Tensor, explicit: bool = False,
                   optimizer: torch.optim.Optimizer | None = None, bf16: bool = False) -> Callable[[], None]:
     """One training step: forward (fused, or explicit attention; under bf16 autocast if ``bf16``),
@@ -580,8 +586,7 @@ def report_allocator(args) -> None:
     import sys
 
     from lib.engine.memory import SYSTEM, preload_names
-    print(f"fp32 matmul ({MATMUL_N}^3, {torch.get_num_threads()} threads): "
-          f"{matmul_peak_flops() / 1e9:.1f} GFLOP/s")
+    print(matmul_line())
     preloads = {SYSTEM: None, **preload_names()}
     print("allocators: " + ", ".join(f"{k} ({v})" if v else k for k, v in preloads.items()))
     for shape in args.shapes or ["synthetic_wild", "quickstart"]:
@@ -681,8 +686,7 @@ def main(argv=None) -> None:
     if args.precision:
         report_precision(args)
     elif args.mode == "matmul":
-        print(f"fp32 matmul ({MATMUL_N}^3, {torch.get_num_threads()} threads): "
-              f"{matmul_peak_flops(device=args.device) / 1e9:.1f} GFLOP/s")
+        print(matmul_line(args.device))
     elif args.mode == "attention":
         report_attention(args)
     elif args.mode == "throughput":

@@ -9,8 +9,9 @@
     python tools/bench/experiments.py draw --config C --checkpoint CKPT      # docs/img/lifted_postures.png
     python tools/bench/experiments.py camera_cost   # per-step cost of random cameras vs the clip store
 
-The first three train the quick-start configuration (``cross_family``: or ``--config``) (configs/pose3d/quickstart.yaml, its synthetic data is
-made on first use) with an evaluation after every epoch and print a table.
+The first three train the quick-start configuration (configs/pose3d/quickstart.yaml, its synthetic
+data is made on first use; ``cross_family`` also ``--config``) with an evaluation after every epoch
+(``cross_family --checkpoint``: the config's own schedule, as the given run had) and print a table.
 
 ``selection``: one run with ``select_on: val``; the optimism of test-set selection is the test P1
 of the epoch the test set would pick minus the test P1 of the epoch the validation split picks.
@@ -91,16 +92,21 @@ RECIPES = {
 }
 
 
+def lasting_or_temporary(path: str | None):
+    """A context giving ``path`` (kept afterwards) or, without one, a temporary folder."""
+    return contextlib.nullcontext(path) if path else tempfile.TemporaryDirectory()
+
+
 def train(overrides: dict, hyper: str | None, seed: int, epochs: int, extra: dict | None = None,
-          keep: bool = False, config: str = QUICKSTART, run_dir: str | None = None):
+          keep: bool = False, config: str = QUICKSTART, run_dir: str | None = None, every_epoch: bool = True):
     """Per-epoch history of a run of ``config`` (the quick start) with ``overrides`` and the command
-    line's ``--set`` values ``extra`` (evaluated every epoch); with ``keep`` the results of the
-    selected epoch, the config's own evaluation schedule kept. ``run_dir``: a lasting run folder
-    (a stopped run resumes there, a finished one is only read) instead of a temporary one."""
-    every_epoch = {} if keep else {"eval_frequency": 1}
-    cfg = load_config(config, hyper, None, {**every_epoch, "epochs": epochs, **overrides, **(extra or {})})
+    line's ``--set`` values ``extra`` (evaluated every epoch unless not ``every_epoch``: then on the
+    config's own schedule); with ``keep`` the results of the selected epoch. ``run_dir``: a lasting
+    run folder (a stopped run resumes there, a finished one is only read) instead of a temporary one."""
+    schedule = {"eval_frequency": 1} if every_epoch else {}
+    cfg = load_config(config, hyper, None, {**schedule, "epochs": epochs, **overrides, **(extra or {})})
     prepare_data(cfg)
-    with contextlib.nullcontext(run_dir) if run_dir else tempfile.TemporaryDirectory() as run:
+    with lasting_or_temporary(run_dir) as run:
         folder = run_dir or os.path.join(run, "ckpt")
         trainer = Trainer(cfg, folder, seed=seed)
         trainer.setup()
@@ -152,22 +158,24 @@ def family_p1(results: dict, actions) -> float:
 
 def cross_family(args) -> None:
     cfg = load_config(args.config, None, None, args.extra)
-    if args.checkpoint:         # the config's own run on every family, trained already (same seed and epochs)
+    # the runs on every family and without one are trained alike: evaluated every epoch, or, when the
+    # first is the config's own finished run (--checkpoint, same seed and epochs), on its schedule
+    common = {"keep": True, "config": args.config, "every_epoch": not args.checkpoint}
+    if args.checkpoint:
         base = read_checkpoint(args.checkpoint).run.results
     else:
-        base = train({"eval_full_coverage": False}, None, args.seed, args.epochs, args.extra, keep=True,
-                     config=args.config, run_dir=args.folder and os.path.join(args.folder, "all", "run"))
+        base = train({"eval_full_coverage": False}, None, args.seed, args.epochs, args.extra, **common,
+                     run_dir=args.folder and os.path.join(args.folder, "all", "run"))
     print(f"{args.config}, {args.epochs} epochs, seed {args.seed}; all families: "
           f"{args.checkpoint or 'trained here'}; protocol P1 (mm), selected on the validation split")
     print("| held-out family (actions) | trained on all families: P1 (mm) | trained without it: P1 (mm) | ratio |\n"
           "|---|---|---|---|")
     for family, actions in FAMILIES.items():
-        with contextlib.nullcontext(os.path.join(args.folder, family)) if args.folder \
-                else tempfile.TemporaryDirectory() as folder:
+        with lasting_or_temporary(args.folder and os.path.join(args.folder, family)) as folder:
             held_out_source(folder, family, cfg)
             where = {"dt_root": os.path.join(folder, "src"), "data_root": folder, "subset_list": ["clips"],
                      "synthetic_data": None, "eval_full_coverage": False}
-            alone = train(where, None, args.seed, args.epochs, args.extra, keep=True, config=args.config,
+            alone = train(where, None, args.seed, args.epochs, args.extra, **common,
                           run_dir=args.folder and os.path.join(folder, "run"))
         inside, outside = family_p1(base, actions), alone["protocol"]["p1"]
         print(f"| {family} ({', '.join(actions)}) | {inside:.1f} | {outside:.1f} | {outside / inside:.2f} |", flush=True)
