@@ -136,7 +136,24 @@ def one_line(err: BaseException) -> str:
     return " | ".join(parts) or type(err).__name__
 
 
+# Called when an entry point ends, with whether it failed (lib/io.py registers the removal of the
+# empty folders a failed command created).
+_ON_END: list = []
+
+
+def on_end(hook) -> None:
+    """Run ``hook(failed)`` when an :func:`entry_point` ends: ``failed`` is True when it ends with
+    an error line (before the line is printed), False when it returns."""
+    _ON_END.append(hook)
+
+
+def _end(failed: bool) -> None:
+    for hook in _ON_END:
+        hook(failed)
+
+
 def _fail(message: str, status: int):
+    _end(failed=True)
     print(message, file=sys.stderr, flush=True)
     raise UserExit(message, status) from None
 
@@ -149,11 +166,13 @@ def entry_point(main):
     @functools.wraps(main)
     def wrapped(*args, **kwargs):
         try:
-            return main(*args, **kwargs)
+            result = main(*args, **kwargs)
         except Pose3DError as err:
             _fail(f"error: {one_line(err)}", err.exit_status)
         except OSError as err:
             _fail(f"error: {os_error_message(err)}", 2)
         except KeyboardInterrupt:
             _fail("error: interrupted (Ctrl-C); nothing half-written was left behind", 130)
+        _end(failed=False)
+        return result
     return wrapped

@@ -52,7 +52,7 @@ import numpy as np
 import yaml
 
 from lib.errors import (CheckpointError, ConfigError, DataError, FileSystemError, InputFileError, Pose3DError,
-                        RunFolderBusy, os_error_message)
+                        RunFolderBusy, on_end, os_error_message)
 
 TMP_MARK = ".pose3d-tmp-"
 
@@ -176,11 +176,39 @@ def check_output_path(path: str, flag: str = "") -> None:
     if os.path.isdir(path):
         raise InputFileError(f"{f'{flag} {path}' if flag else f'output path {path!r}'} is a folder; give a file name")
     refuse_if_read(path, flag)
-    parent = os.path.dirname(os.path.abspath(path))
+    make_folders(os.path.dirname(os.path.abspath(path)))
+
+
+# Folders this process created (outermost first); see make_folders().
+_MADE: list[str] = []
+
+
+def make_folders(folder: str) -> None:
+    """Create ``folder`` and its missing parents (an OSError -> :class:`FileSystemError`),
+    remembering each one created, so that a command that fails leaves no empty folder behind
+    (:func:`forget_made_folders`, run by :func:`lib.errors.entry_point` when a command ends)."""
+    missing, level = [], os.path.abspath(folder)
+    while not os.path.isdir(level) and os.path.dirname(level) != level:
+        missing.append(level)
+        level = os.path.dirname(level)
     try:
-        os.makedirs(parent, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
     except OSError as err:
-        raise FileSystemError(os_error_message(err, parent, "create the folder")) from None
+        raise FileSystemError(os_error_message(err, folder, "create the folder")) from None
+    _MADE.extend(reversed(missing))
+
+
+def forget_made_folders(failed: bool) -> None:
+    """At the end of a command: if it ``failed``, remove the folders :func:`make_folders` created
+    that are still empty, deepest first; either way, forget them (a process may run several commands)."""
+    while _MADE:
+        folder = _MADE.pop()
+        if failed:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+
+
+on_end(forget_made_folders)
 
 
 def remove_stale_temp_files(folder: str) -> list[str]:
@@ -247,32 +275,18 @@ def owner_lock_path(folder: str, inside: bool = True) -> str:
 @contextlib.contextmanager
 def own_folder(folder: str, what: str = "run folder", inside: bool = True) -> Iterator[None]:
     """Hold the owner lock of ``folder`` while the block runs (see the module docstring); the
-    folder (``inside``) or its parent is created. Re-entrant within one process. Another process
-    holding it: :class:`RunFolderBusy` with its PID and command, nothing done."""
+    folder (``inside``) or its parent is created (:func:`make_folders`). Re-entrant within one
+    process. Another process holding it: :class:`RunFolderBusy` with its PID and command, nothing
+    done. On leaving, the owner deletes the lock file when nothing else is left to guard: always
+    beside a clip folder, inside a run folder when the folder holds nothing else (a run refused
+    before its first write leaves no trace)."""
     lock = owner_lock_path(folder, inside)
-    parent = os.path.dirname(os.path.abspath(lock))
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as err:
-        raise FileSystemError(os_error_message(err, parent, "create the folder")) from None
+    make_folders(os.path.dirname(os.path.abspath(lock)))
     key = os.path.realpath(lock)
     if key in _OWNED:
         yield
         return
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as err:
-        raise FileSystemError(os_error_message(err, lock, "open the lock file")) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        owner = _read_owner(fd)
-        os.close(fd)
-        raise RunFolderBusy(f"{folder} is in use: the {what} is owned by another Pose3D process ({owner}); wait for "
-                            "it to end or use another folder") from None
-    except OSError as err:
-        os.close(fd)
-        raise FileSystemError(os_error_message(err, lock, "lock")) from None
+    fd = _lock(lock, folder, what)
     _OWNED[key] = fd
     try:
         os.ftruncate(fd, 0)
@@ -280,7 +294,37 @@ def own_folder(folder: str, what: str = "run folder", inside: bool = True) -> It
         yield
     finally:
         _OWNED.pop(key, None)
+        if not inside or os.listdir(os.path.dirname(lock)) == [OWNER_FILE]:
+            with contextlib.suppress(OSError):
+                os.remove(lock)       # while still held: see _lock
         os.close(fd)                  # releases the lock (the OS does the same if the process dies)
+
+
+def _lock(lock: str, folder: str, what: str) -> int:
+    """An open descriptor of ``lock`` holding its ``flock``. A lock file its owner deleted while
+    this process waited to open it is not the lock any more: the lock is taken again on the file
+    now at that path (the usual check that the locked file is still the one the path names)."""
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise FileSystemError(os_error_message(err, lock, "open the lock file")) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _read_owner(fd)
+            os.close(fd)
+            raise RunFolderBusy(f"{folder} is in use: the {what} is owned by another Pose3D process ({owner}); "
+                                "wait for it to end or use another folder") from None
+        except OSError as err:
+            os.close(fd)
+            raise FileSystemError(os_error_message(err, lock, "lock")) from None
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(lock)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
 
 
 def _read_owner(fd: int) -> str:

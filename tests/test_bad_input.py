@@ -7,7 +7,8 @@ and -- for the malicious pickles of every pickled file type (source, clip, check
 marker file created by the pickle's ``__reduce__``. Cases in :data:`SUBPROCESS` (at least one per
 entry point) run as ``python <script>`` to prove the real exit status and stderr; the others run
 in-process through the script's ``main(argv)`` (same ``entry_point`` wrapper, no start-up cost).
-Kinds beyond bad files: "output over input" (an output path that is, or links to, a file the command
+A bad file a run starts from (``--pretrained``, a distillation's teacher) is refused before
+``--new_run`` moves the previous run's files away. Kinds beyond bad files: "output over input" (an output path that is, or links to, a file the command
 reads: refused before any work), "OS error" (a file where a run folder is needed, a negative seed,
 and a full disk or read-only folder, simulated in-process for every write through lib/io.py: the
 files already there must stay byte-identical). A clip file broken where a DataLoader worker reads
@@ -15,11 +16,11 @@ it must reach the user as the worker's one line. ``infer_video.py``'s cases need
 its paths are checked first, and a missing extra is simulated. tqdm progress bars on stderr are not
 messages.
 
-Coverage, 156 cases (computed from the table; see ``test_table_covers_every_entry_point_and_file_type``):
-  per entry point: train.py 46, infer_wild.py 36, convert_h36m_mixste_style.py 19, evaluate.py 14,
-                   deployment_pose3d.py 13, vis_attn.py 8, infer_video.py 8, train_distill.py 7,
+Coverage, 158 cases (computed from the table; see ``test_table_covers_every_entry_point_and_file_type``):
+  per entry point: train.py 47, infer_wild.py 36, convert_h36m_mixste_style.py 19, evaluate.py 14,
+                   deployment_pose3d.py 13, vis_attn.py 8, infer_video.py 8, train_distill.py 8,
                    make_synthetic_h36m.py 5
-  per file type:   checkpoint 29, config 27, source pickle 23, keypoints 22, OS error 15,
+  per file type:   checkpoint 31, config 27, source pickle 23, keypoints 22, OS error 15,
                    output over input 13, clip pickle 7, output path 6, fast clip store 4, converter flags 4,
                    video 3, synthetic flags 2, ONNX 1
 """
@@ -44,7 +45,7 @@ import torch
 import yaml
 
 from lib.data.synthetic import write_synthetic_h36m
-from lib.io import TMP_MARK, load_pickle, save_torch
+from lib.io import OWNER_FILE, TMP_MARK, load_pickle, save_torch
 from lib.model.factory import build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -327,6 +328,20 @@ def train_resume_ckpt(kind):
 
 def train_pretrained_ckpt(kind):
     return lambda d: ["--config", config(d), "--checkpoint", os.path.join(d, "run"), "-p", bad_ckpt(d, kind)]
+
+
+def new_run_pretrained(kind):
+    """``--new_run`` on a finished run with a bad --pretrained: the refusal comes before the
+    previous run's files are moved away."""
+    return lambda d: ["--config", config(d), "--checkpoint", run_copy(d), "--new_run", "-p", bad_ckpt(d, kind)]
+
+
+def new_run_teacher(kind):
+    def build(d):
+        distill = {"teacher_ckpt": bad_ckpt(d, kind), "middle_ids_t": [0], "middle_ids_s": [0], "generation": False}
+        return ["--config", config(d), "--checkpoint", run_copy(d), "--new_run",
+                "--distill_cfg", put(os.path.join(d, "distill.yaml"), yaml.safe_dump(distill))]
+    return build
 
 
 def vis_ckpt(kind):
@@ -660,6 +675,7 @@ def cases() -> list[Case]:
         table.append(Case(f"train-resume-{kind}", "train", "checkpoint", train_resume_ckpt(kind)))
     for kind in ("malicious", "empty", "NaN weights"):
         table.append(Case(f"train-pretrained-{kind}", "train", "checkpoint", train_pretrained_ckpt(kind)))
+    table.append(Case("train-new-run-pretrained-truncated", "train", "checkpoint", new_run_pretrained("truncated")))
     for kind in ("malicious", "another architecture", "NaN weights"):
         table.append(Case(f"vis-ckpt-{kind}", "vis", "checkpoint", vis_ckpt(kind)))
         table.append(Case(f"wild-ckpt-{kind}", "wild", "checkpoint", wild_ckpt(kind)))
@@ -667,6 +683,7 @@ def cases() -> list[Case]:
         table.append(Case(f"export-ckpt-{kind}", "export", "checkpoint", export_ckpt(kind)))
     for kind in ("malicious", "truncated", "NaN weights"):
         table.append(Case(f"distill-teacher-{kind}", "distill", "checkpoint", distill_teacher(kind)))
+    table.append(Case("distill-new-run-teacher-malicious", "distill", "checkpoint", new_run_teacher("malicious")))
     table += [
         Case("train-yaml-syntax", "train", "config", train_cfg("epochs: [1,\nbatch_size: 2\n"), "line"),
         Case("train-yaml-not-mapping", "train", "config", train_cfg("- epochs\n- 3\n"), "mapping"),
@@ -818,6 +835,20 @@ def snapshot(*folders) -> dict:
     return files
 
 
+def every_path(folder: str) -> set[str]:
+    """Every file and folder under ``folder``, hidden ones included."""
+    return set(glob.glob(os.path.join(glob.escape(folder), "**", "*"), recursive=True, include_hidden=True))
+
+
+def traces(new: set[str]) -> list[str]:
+    """What a refused command must not leave: a new empty folder, or a new owner lock file with
+    nothing to guard (a run that started and then failed keeps its folder and its lock)."""
+    empty = [p for p in new if os.path.isdir(p) and not os.listdir(p)]
+    lone_locks = [p for p in new if p.endswith(OWNER_FILE) and (os.path.basename(p) != OWNER_FILE    # beside a folder
+                                                                 or os.listdir(os.path.dirname(p)) == [OWNER_FILE])]
+    return sorted(empty + lone_locks)
+
+
 _MODULES = {}
 PROGRESS = re.compile(r"\|.*\| *\d+/\d+ \[")     # a tqdm progress bar (stderr), not a message
 
@@ -853,6 +884,7 @@ def test_bad_input_ends_in_one_error_line_and_changes_nothing(case, world, tmp_p
     d.world = world
     argv = case.build(d)
     before = snapshot(str(tmp_path), world.root)
+    paths_before = every_path(str(tmp_path))
     if case.fault:
         apply_fault(monkeypatch, case.fault, str(tmp_path))
         status, err = run_in_process(case.script, argv, capsys)
@@ -869,6 +901,7 @@ def test_bad_input_ends_in_one_error_line_and_changes_nothing(case, world, tmp_p
     after = snapshot(str(tmp_path), world.root)
     assert {p: h for p, h in after.items() if p in before} == before, "a file the user had was changed"
     assert not [p for p in after if TMP_MARK in p], "a temporary file was left behind"
+    assert traces(every_path(str(tmp_path)) - paths_before) == [], "an empty folder or a lone lock file was left behind"
 
 
 def test_table_covers_every_entry_point_and_file_type():

@@ -35,7 +35,9 @@ from lib.config.schema import KEYS, config_differences, load_config
 from lib.data.prepare import convert_source_to_clips
 from lib.data.synthetic import write_synthetic_h36m
 from lib.errors import DataError, one_line
+import lib.io as lib_io
 from lib.io import owner_lock_path
+from test_fault_injection import event_scalars
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = "h36m_sh_conf_cam_source_final.pkl"
@@ -161,6 +163,41 @@ def test_lock_of_a_killed_run_is_not_stale(world, tmp_path, capsys):
     status, _, err = run_main("train.py", ["--config", str(cfg), "--checkpoint", str(tmp_path / "run")], capsys)
     assert status == 0, err
     assert os.path.isfile(tmp_path / "run" / "best_epoch.bin")
+
+
+def test_owner_deletes_a_lock_file_with_nothing_left_to_guard(tmp_path):
+    """Beside a clip folder the lock file goes when its owner ends; inside a run folder it stays
+    while the folder holds a run, and goes with the folder's last file (a refused run leaves no trace)."""
+    with lib_io.own_folder(str(tmp_path / "clips"), "clip folder", inside=False):
+        assert os.path.isfile(owner_lock_path(str(tmp_path / "clips"), inside=False))
+    assert not os.path.exists(owner_lock_path(str(tmp_path / "clips"), inside=False))
+    with lib_io.own_folder(str(tmp_path / "run")):
+        (tmp_path / "run" / "config.yaml").write_text("epochs: 1\n")
+    assert os.path.isfile(owner_lock_path(str(tmp_path / "run")))
+    with lib_io.own_folder(str(tmp_path / "empty")):
+        pass
+    assert os.listdir(tmp_path / "empty") == []
+
+
+def test_lock_taken_on_a_file_its_owner_deleted_is_taken_again(tmp_path, monkeypatch):
+    """The race that deleting a lock file opens: this process opens the lock file, its owner
+    deletes it and ends, this process locks the deleted file. The lock must then be taken on the
+    file the path names now (else a third process could own the folder at the same time)."""
+    lock = owner_lock_path(str(tmp_path / "clips"), inside=False)
+    opened, real_open = [], os.open
+
+    def open_then_owner_deletes(path, *args):
+        fd = real_open(path, *args)
+        if not opened:
+            os.remove(path)         # the previous owner ends between our open and our flock
+        opened.append(fd)
+        return fd
+    monkeypatch.setattr(lib_io.os, "open", open_then_owner_deletes)
+    fd = lib_io._lock(lock, str(tmp_path / "clips"), "clip folder")
+    monkeypatch.undo()
+    assert len(opened) == 2 and fd == opened[1]
+    assert os.path.samestat(os.fstat(fd), os.stat(lock))
+    os.close(fd)
 
 
 # -- a resume that should not be one ----------------------------------------------------------
@@ -462,3 +499,29 @@ def test_real_signal_to_train_py_ends_in_one_line_with_the_resume_command(world,
     assert proc.returncode == status, err
     assert f"interrupted ({'Ctrl-C' if name == 'SIGINT' else 'SIGTERM'})" in line, line
     assert "Resume with: python train.py --config" in line and str(run / "latest_epoch.bin") in line, line
+
+
+# -- the TensorBoard log under Ctrl-C ----------------------------------------------------------
+def test_ctrl_c_during_the_event_log_drain_is_handled_after_it(tmp_path, monkeypatch):
+    """A Ctrl-C that arrives while EventLog.flush has stopped the writer thread (here: raised right
+    after the stop) is handled when the drain ends: the writer has a running thread again, and
+    what is written before and after reaches the file."""
+    import signal
+    from tensorboardX.event_file_writer import _EventLoggerThread
+    from lib.engine.run_folder import EventLog
+    log = EventLog(str(tmp_path / "logs"))
+    log.add_scalar("loss", 0.5, 1)
+    real_stop = _EventLoggerThread.stop
+
+    def stop_interrupted(self):
+        real_stop(self)
+        signal.raise_signal(signal.SIGINT)      # Ctrl-C between the stop and the restart
+    monkeypatch.setattr(_EventLoggerThread, "stop", stop_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        log.flush()
+    monkeypatch.undo()
+    workers = [w.event_writer._worker for w in log.writer.all_writers.values()]
+    assert workers and all(w.is_alive() for w in workers)
+    log.add_scalar("loss", 0.25, 2)
+    log.close()
+    assert event_scalars(tmp_path) == {("loss", 1), ("loss", 2)}

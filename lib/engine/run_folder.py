@@ -9,11 +9,18 @@
   kill in the middle loses nothing.
 * TensorBoard: :class:`EventLog` wraps tensorboardX's ``SummaryWriter`` with a :meth:`EventLog.flush`
   that drains the writer's queue (tensorboardX's own ``flush`` only flushes the file; events still
-  in the queue of its writer thread are lost when the process is killed).
+  in the queue of its writer thread are lost when the process is killed). A Ctrl-C or SIGTERM
+  that arrives while the log is written to or drained is handled when that ends
+  (:func:`signals_deferred`): stopped half-way, the writer would be left without its thread or
+  with its queue half-updated, and the interpreter's exit would wait on it or fail on it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+from typing import Iterator
 
 from lib.io import OWNER_FILE, TMP_MARK
 
@@ -39,26 +46,55 @@ def archive_previous_run(folder: str) -> str | None:
 
 class EventLog:
     """TensorBoard scalars of a run (tensorboardX), whose :meth:`flush` puts every scalar added so
-    far on disk."""
+    far on disk; no method is split by Ctrl-C or SIGTERM (module docstring)."""
 
     def __init__(self, logdir: str):
         from tensorboardX import SummaryWriter
         self.logdir = logdir
-        self.writer = SummaryWriter(logdir)
+        with signals_deferred():
+            self.writer = SummaryWriter(logdir)
 
     def add_scalar(self, tag: str, value: float, step: int) -> None:
-        self.writer.add_scalar(tag, value, step)
+        with signals_deferred():
+            self.writer.add_scalar(tag, value, step)
 
     def flush(self) -> None:
         """Drain the queue of each event file writer: stop its writer thread (which first writes
-        everything queued), flush the file, start a new thread on the same file."""
-        for file_writer in (self.writer.all_writers or {}).values():      # None once closed
-            events = file_writer.event_writer
-            worker = events._worker
-            worker.stop()
-            events._ev_writer.flush()
-            events._worker = type(worker)(events._event_queue, events._ev_writer, events._flush_secs)
-            events._worker.start()
+        everything queued), flush the file, start a new thread on the same file; never split by
+        Ctrl-C or SIGTERM."""
+        with signals_deferred():
+            for file_writer in (self.writer.all_writers or {}).values():      # None once closed
+                events = file_writer.event_writer
+                worker = events._worker
+                worker.stop()
+                events._ev_writer.flush()
+                events._worker = type(worker)(events._event_queue, events._ev_writer, events._flush_secs)
+                events._worker.start()
 
     def close(self) -> None:
-        self.writer.close()
+        with signals_deferred():
+            self.writer.close()
+
+
+@contextlib.contextmanager
+def signals_deferred(signums: tuple = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """While the block runs, a signal of ``signums`` is recorded instead of handled; when the block
+    ends, the handlers are restored and each recorded signal goes to its handler (Ctrl-C raises
+    ``KeyboardInterrupt`` there, the trainer's SIGTERM ``Terminated``). Off the main thread (where
+    Python cannot install handlers) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    previous = {signum: signal.signal(signum, lambda num, frame: pending.append((num, frame))) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum, frame in pending:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)

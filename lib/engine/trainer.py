@@ -21,8 +21,11 @@ killed run had finished, and :meth:`Trainer.recover` (called by ``setup``) compl
 artefact before training on. Temporary files of interrupted writes are removed on start.
 TensorBoard scalars are drained to disk at every epoch end and evaluation (``EventLog``).
 
-A resume is accepted or refused (:meth:`Trainer.accept`: run state present, no ``kept`` config key
-changed) before anything in the run folder is written; :meth:`Trainer.setup` owns that order.
+Everything a run starts from is read and checked by :meth:`Trainer.accept` before anything in
+the run folder is written: a resume is accepted or refused (run state present, no ``kept``
+config key changed), the model is built and the ``--pretrained`` weights (and a distillation's
+teacher, student and distiller files) are loaded, so a bad file is refused before ``--new_run``
+moves a previous run away or ``config.yaml`` is replaced; :meth:`Trainer.setup` owns that order.
 
 Determinism: the data order comes from a ``DistributedSampler`` seeded with ``seed`` and the
 epoch, the flip coin of each batch from a generator seeded with (seed, epoch, rank), and the
@@ -215,7 +218,7 @@ class Trainer:
         self.model = None if model is None else model.to(self.device)   # built by setup() otherwise
         self.optimizer = self.ddp_model = self.loader = self.evaluator = self.validation = self.writer = None
         self.precision: PrecisionChoice | None = None    # decided by the first train_step
-        self.accepted = None     # (resume path, checkpoint, new_run) once accept() decided
+        self.accepted = None     # (resume path, checkpoint, new_run, pretrained names) once accept() decided
         self.history = []   # per epoch: loss terms, lr and (when evaluated) P1/P2
 
     @property
@@ -234,10 +237,11 @@ class Trainer:
 
     # -- set-up ------------------------------------------------------------------------------
     def accept(self, resume: str = "", new_run: bool = False) -> None:
-        """Decide what this run starts from, writing nothing: the checkpoint to resume (``resume``,
-        else the run folder's ``latest_epoch.bin`` unless ``new_run``) and its acceptance
-        (:meth:`accept_resume`). :meth:`setup` calls it unless the entry point did first (so that a
-        refused resume stops before the data is prepared)."""
+        """Read and check what this run starts from, writing nothing: the checkpoint to resume
+        (``resume``, else the run folder's ``latest_epoch.bin`` unless ``new_run``) and its
+        acceptance (:meth:`accept_resume`), then the model with the files it is initialised from
+        (:meth:`setup_model`, :meth:`apply_pretrained`). :meth:`setup` calls it unless the entry
+        point did first (so that a refused file stops before the data is prepared)."""
         if new_run and resume:
             raise ConfigError("--new_run starts a fresh run in the run folder; it cannot be combined with "
                               f"-r/--resume {resume}")
@@ -245,27 +249,27 @@ class Trainer:
         checkpoint = read_checkpoint(resume) if resume else None
         if checkpoint is not None:
             self.accept_resume(resume, checkpoint)
-        self.accepted = (resume, checkpoint, new_run)
+        self.setup_model(checkpoint, resume)
+        self.accepted = (resume, checkpoint, new_run, self.apply_pretrained(resume))
 
     def setup(self, resume: str = "", data: RunData | None = None, new_run: bool = False) -> None:
-        """:meth:`accept` (unless done), then -- only then -- the run folder (:meth:`open_run_folder`),
-        the model (with the resumed run's model_args), data (``build_run_data`` unless given),
-        optimizer, the resumed state, and :meth:`recover` (rank 0).
+        """:meth:`accept` (unless done: the model, its pretrained weights, the resume checkpoint),
+        then -- only then -- the run folder (:meth:`open_run_folder`), data (``build_run_data``
+        unless given), optimizer, the resumed state, and :meth:`recover` (rank 0).
 
-        This method owns the order "accept, then write": every refusal of a resume comes before the
-        first change in the run folder."""
+        This method owns the order "accept, then write": every refusal of a file the run starts
+        from comes before the first change in the run folder."""
         if self.accepted is None:
             self.accept(resume, new_run)
-        resume, checkpoint, new_run = self.accepted
+        resume, checkpoint, new_run, pretrained = self.accepted
         if dist.is_main():
             self.open_run_folder(new_run)
-        self.setup_model(checkpoint, resume)
         evaluate = not self.cfg.no_eval and dist.is_main()
         data = data or build_run_data(self.cfg, self.rank, self.world, self.seed, evaluate)
         self.loader, self.evaluator, self.validation = data.loader, data.evaluator, data.validation
         for module in self.extra_modules().values():
             module.to(self.device)
-        self.prepare_optimisation(self.apply_pretrained(resume))
+        self.prepare_optimisation(pretrained)
         if checkpoint is not None:
             self.resume(resume, checkpoint)
             if dist.is_main():
