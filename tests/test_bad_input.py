@@ -16,11 +16,11 @@ it must reach the user as the worker's one line. ``infer_video.py``'s cases need
 its paths are checked first, and a missing extra is simulated. tqdm progress bars on stderr are not
 messages.
 
-Coverage, 158 cases (computed from the table; see ``test_table_covers_every_entry_point_and_file_type``):
-  per entry point: train.py 47, infer_wild.py 36, convert_h36m_mixste_style.py 19, evaluate.py 14,
+Coverage, 159 cases (computed from the table; see ``test_table_covers_every_entry_point_and_file_type``):
+  per entry point: train.py 48, infer_wild.py 36, convert_h36m_mixste_style.py 19, evaluate.py 14,
                    deployment_pose3d.py 13, vis_attn.py 8, infer_video.py 8, train_distill.py 8,
                    make_synthetic_h36m.py 5
-  per file type:   checkpoint 31, config 27, source pickle 23, keypoints 22, OS error 15,
+  per file type:   checkpoint 31, config 27, source pickle 23, keypoints 22, OS error 16,
                    output over input 13, clip pickle 7, output path 6, fast clip store 4, converter flags 4,
                    video 3, synthetic flags 2, ONNX 1
 """
@@ -334,6 +334,14 @@ def new_run_pretrained(kind):
     """``--new_run`` on a finished run with a bad --pretrained: the refusal comes before the
     previous run's files are moved away."""
     return lambda d: ["--config", config(d), "--checkpoint", run_copy(d), "--new_run", "-p", bad_ckpt(d, kind)]
+
+
+def new_run_foreign(d):
+    """``--new_run`` on a folder that holds a run and files no run writes (a project's root, say)."""
+    folder = run_copy(d)
+    put(os.path.join(folder, "notes.txt"), "my notes")
+    put(os.path.join(folder, "src", "model.py"), "x = 1")
+    return ["--config", config(d), "--checkpoint", folder, "--new_run"]
 
 
 def new_run_teacher(kind):
@@ -676,6 +684,7 @@ def cases() -> list[Case]:
     for kind in ("malicious", "empty", "NaN weights"):
         table.append(Case(f"train-pretrained-{kind}", "train", "checkpoint", train_pretrained_ckpt(kind)))
     table.append(Case("train-new-run-pretrained-truncated", "train", "checkpoint", new_run_pretrained("truncated")))
+    table.append(Case("train-new-run-foreign-folder", "train", "OS error", new_run_foreign, "notes.txt"))
     for kind in ("malicious", "another architecture", "NaN weights"):
         table.append(Case(f"vis-ckpt-{kind}", "vis", "checkpoint", vis_ckpt(kind)))
         table.append(Case(f"wild-ckpt-{kind}", "wild", "checkpoint", wild_ckpt(kind)))

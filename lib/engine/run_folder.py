@@ -6,7 +6,8 @@
 * ``--new_run``: :func:`archive_previous_run` moves the previous run's files into
   ``<run>/previous/N/`` (N = 1, 2, ...) before anything is written, ``latest_epoch.bin`` last: until
   it has moved, a rerun still sees the old run (and refuses an incomparable resume again), so a
-  kill in the middle loses nothing.
+  kill in the middle loses nothing. A folder that also holds files no run writes
+  (:func:`foreign_entries`, e.g. ``--checkpoint .`` in a project) is refused before anything moves.
 * TensorBoard: :class:`EventLog` wraps tensorboardX's ``SummaryWriter`` with a :meth:`EventLog.flush`
   that drains the writer's queue (tensorboardX's own ``flush`` only flushes the file; events still
   in the queue of its writer thread are lost when the process is killed). A Ctrl-C or SIGTERM
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import signal
 import threading
@@ -26,6 +28,18 @@ from lib.io import OWNER_FILE, TMP_MARK
 
 PREVIOUS = "previous"
 LATEST = "latest_epoch.bin"
+# What a run folder holds: the trainer's files (config, checkpoints, results, precision, TensorBoard
+# log), earlier runs, the owner lock, and models exported beside them (the README's export example).
+RUN_ENTRIES = ("config.yaml", "logs", "*.bin", "*_results.json", "precision.json", "*.onnx", "*.onnx.data",
+               PREVIOUS, OWNER_FILE)
+
+
+def foreign_entries(folder: str) -> list[str]:
+    """The names in ``folder`` that no Pose3D run writes (:data:`RUN_ENTRIES`; temporaries aside)."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(n for n in os.listdir(folder)
+                  if TMP_MARK not in n and not any(fnmatch.fnmatchcase(n, pattern) for pattern in RUN_ENTRIES))
 
 
 def archive_previous_run(folder: str) -> str | None:

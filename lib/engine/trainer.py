@@ -56,9 +56,9 @@ from lib.config.schema import config_differences, save_config, to_plain
 from lib.engine import distributed as dist
 from lib.engine import memory
 from lib.engine.precision import PrecisionChoice, choose_precision, requested_precision, resumed_precision
-from lib.engine.run_folder import LATEST, PREVIOUS, EventLog, archive_previous_run
+from lib.engine.run_folder import LATEST, PREVIOUS, EventLog, archive_previous_run, foreign_entries
 from lib.engine.evaluator import Evaluator, ValidationScorer, describe, format_table, save_results
-from lib.errors import CheckpointError, ConfigError, DataError, Pose3DError, TrainingDiverged
+from lib.errors import CheckpointError, ConfigError, DataError, InputFileError, Pose3DError, TrainingDiverged
 from lib.io import load_json, remove_stale_temp_files, write_json
 from lib.model.checkpoint import (Checkpoint, RunState, model_args_of, read_checkpoint, rng_state, set_rng_state,
                                   unwrap, write_checkpoint)
@@ -245,6 +245,12 @@ class Trainer:
         if new_run and resume:
             raise ConfigError("--new_run starts a fresh run in the run folder; it cannot be combined with "
                               f"-r/--resume {resume}")
+        foreign = foreign_entries(self.checkpoint_dir) if new_run else []
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise InputFileError(f"--new_run would move everything in {self.checkpoint_dir} into "
+                                 f"{self.path(PREVIOUS)}/N, and it also holds what no Pose3D run writes ({shown}): "
+                                 "give the run's own folder or a new one as --checkpoint")
         resume = resume or ("" if new_run else self._auto_resume_path())
         checkpoint = read_checkpoint(resume) if resume else None
         if checkpoint is not None:
