@@ -30,12 +30,13 @@ import pytest
 import torch
 import yaml
 
+import lib.io as lib_io
 import train
 from lib.config.schema import KEYS, config_differences, load_config
 from lib.data.prepare import convert_source_to_clips
 from lib.data.synthetic import write_synthetic_h36m
+from lib.engine.run_folder import foreign_entries
 from lib.errors import DataError, one_line
-import lib.io as lib_io
 from lib.io import owner_lock_path
 from test_fault_injection import event_scalars
 
@@ -263,6 +264,14 @@ def test_allowed_change_resumes_with_a_note(world, tmp_path, capsys):
     assert "note: resuming" in out and "epochs 1 -> 2" in out and "lambda_scale 0.5 -> 0" in out, out
     assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 2
     assert torch.load(run / "latest_epoch.bin", weights_only=True)["run"]["epoch"] == 2
+
+
+def test_everything_a_run_writes_is_a_run_entry(world):
+    """--new_run refuses folders holding what no run writes (run_folder.RUN_ENTRIES); a finished
+    run's own files must never count as such."""
+    root, _ = world
+    assert os.listdir(root / "run") and foreign_entries(str(root / "run")) == []
+    assert foreign_entries(str(root)) != []
 
 
 def test_new_run_moves_the_previous_run_aside_and_starts_fresh(world, tmp_path, capsys):
