@@ -10,18 +10,24 @@ file where a folder is needed, permissions) is the user's environment, not a bug
 way, naming the path and the cause (:func:`os_error_message`). Ctrl-C ends with one line (exit
 status 130; the trainer's :class:`Interrupted` says how to resume). Any other exception is a bug
 and keeps its traceback. An error raised in a DataLoader worker reaches the user as the worker's
-original one-line message (:func:`one_line`), not the worker's traceback.
+original one-line message (:func:`one_line`), not the worker's traceback. Where a Ctrl-C or
+SIGTERM would leave a library's object half-built or half-updated (tensorboardX's writer thread
+and queue, a tqdm bar), :func:`signals_deferred` makes it wait until that code has finished.
 
 All of them are ``ValueError`` subclasses (a bad value from outside), so callers that predate
 this module keep working.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
 import re
+import signal
 import sys
+import threading
+from typing import Iterator
 
 
 class Pose3DError(ValueError):
@@ -176,3 +182,27 @@ def entry_point(main):
         _end(failed=False)
         return result
     return wrapped
+
+
+@contextlib.contextmanager
+def signals_deferred(signums: tuple = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """While the block runs, a signal of ``signums`` is recorded instead of handled; when the block
+    ends, the handlers are restored and each recorded signal goes to its handler (Ctrl-C raises
+    ``KeyboardInterrupt`` there, the trainer's SIGTERM :class:`Terminated`). Off the main thread (where
+    Python cannot install handlers) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    previous = {signum: signal.signal(signum, lambda num, frame: pending.append((num, frame))) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum, frame in pending:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)

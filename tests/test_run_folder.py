@@ -510,7 +510,29 @@ def test_real_signal_to_train_py_ends_in_one_line_with_the_resume_command(world,
     assert "Resume with: python train.py --config" in line and str(run / "latest_epoch.bin") in line, line
 
 
-# -- the TensorBoard log under Ctrl-C ----------------------------------------------------------
+# -- signals that must wait, the TensorBoard log under Ctrl-C ------------------------------------
+def test_signals_deferred_hands_a_signal_to_its_handler_when_the_block_ends():
+    import signal
+    from lib.errors import signals_deferred
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda num, frame: seen.append(num))
+    try:
+        with signals_deferred():
+            signal.raise_signal(signal.SIGTERM)
+            assert seen == []                          # not inside the block
+        assert seen == [signal.SIGTERM]
+        signal.raise_signal(signal.SIGTERM)            # the handler is back
+        assert seen == [signal.SIGTERM] * 2
+        with pytest.raises(KeyboardInterrupt):         # Ctrl-C: raised where the block ends
+            with signals_deferred():
+                signal.raise_signal(signal.SIGINT)
+                seen.append("inside")
+        assert seen == [signal.SIGTERM] * 2 + ["inside"]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+
 def test_ctrl_c_during_the_event_log_drain_is_handled_after_it(tmp_path, monkeypatch):
     """A Ctrl-C that arrives while EventLog.flush has stopped the writer thread (here: raised right
     after the stop) is handled when the drain ends: the writer has a running thread again, and

@@ -12,18 +12,15 @@
   that drains the writer's queue (tensorboardX's own ``flush`` only flushes the file; events still
   in the queue of its writer thread are lost when the process is killed). A Ctrl-C or SIGTERM
   that arrives while the log is written to or drained is handled when that ends
-  (:func:`signals_deferred`): stopped half-way, the writer would be left without its thread or
+  (:func:`lib.errors.signals_deferred`): stopped half-way, the writer would be left without its thread or
   with its queue half-updated, and the interpreter's exit would wait on it or fail on it.
 """
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import os
-import signal
-import threading
-from typing import Iterator
 
+from lib.errors import signals_deferred
 from lib.io import OWNER_FILE, TMP_MARK
 
 PREVIOUS = "previous"
@@ -89,26 +86,3 @@ class EventLog:
         with signals_deferred():
             self.writer.close()
 
-
-@contextlib.contextmanager
-def signals_deferred(signums: tuple = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
-    """While the block runs, a signal of ``signums`` is recorded instead of handled; when the block
-    ends, the handlers are restored and each recorded signal goes to its handler (Ctrl-C raises
-    ``KeyboardInterrupt`` there, the trainer's SIGTERM ``Terminated``). Off the main thread (where
-    Python cannot install handlers) nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending = []
-    previous = {signum: signal.signal(signum, lambda num, frame: pending.append((num, frame))) for signum in signums}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum, frame in pending:
-            handler = previous[signum]
-            if callable(handler):
-                handler(signum, frame)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(signum)

@@ -58,7 +58,8 @@ from lib.engine import memory
 from lib.engine.precision import PrecisionChoice, choose_precision, requested_precision, resumed_precision
 from lib.engine.run_folder import LATEST, PREVIOUS, EventLog, archive_previous_run, foreign_entries
 from lib.engine.evaluator import Evaluator, ValidationScorer, describe, format_table, save_results
-from lib.errors import CheckpointError, ConfigError, DataError, InputFileError, Pose3DError, TrainingDiverged
+from lib.errors import (CheckpointError, ConfigError, DataError, InputFileError, Pose3DError, TrainingDiverged,
+                        signals_deferred)
 from lib.io import load_json, remove_stale_temp_files, write_json
 from lib.model.checkpoint import (Checkpoint, RunState, model_args_of, read_checkpoint, rng_state, set_rng_state,
                                   unwrap, write_checkpoint)
@@ -437,8 +438,9 @@ class Trainer:
         sums, count, checked = {}, 0, 0
         finite = torch.ones((), dtype=torch.bool, device=self.device)   # every loss so far finite (on device)
         limit = self.cfg.max_iters_per_epoch or len(self.loader)
-        bar = tqdm(self.loader, total=min(limit, len(self.loader)), desc=f"epoch {epoch}",
-                   disable=not dist.is_main(), leave=False, mininterval=2.0)
+        with signals_deferred():      # a bar half-built by Ctrl-C prints a traceback when it is collected
+            bar = tqdm(self.loader, total=min(limit, len(self.loader)), desc=f"epoch {epoch}",
+                       disable=not dist.is_main(), leave=False, mininterval=2.0)
         for step, (x, y) in enumerate(bar):
             if step >= limit:
                 break
