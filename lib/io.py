@@ -20,7 +20,12 @@ owns its run folder (lock file ``.pose3d-owner`` inside it), a clip slicing owns
 ``fcntl.flock`` on that file: the operating system releases it when the process ends, however it
 ends, so a killed run never leaves a stale lock. The owner writes its PID and command into the
 file; a second process refuses with :class:`~lib.errors.RunFolderBusy` naming the folder and that
-PID.
+PID. The owner deletes the lock file as it ends when nothing is left to guard; a process that
+locked a file deleted in the meantime takes the lock again on the file now at that path.
+
+Folders: :func:`make_folders` (used by every writer here and by :func:`own_folder`) records the
+folders it creates; when an entry point fails, those still empty are removed, so a refused
+command leaves no trace.
 
 Reading: one safe loader per file type, each raising a :class:`~lib.errors.Pose3DError` subclass
 whose one-line message names the file, what is wrong and what to do:
@@ -294,8 +299,8 @@ def own_folder(folder: str, what: str = "run folder", inside: bool = True) -> It
         yield
     finally:
         _OWNED.pop(key, None)
-        if not inside or os.listdir(os.path.dirname(lock)) == [OWNER_FILE]:
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            if not inside or os.listdir(os.path.dirname(lock)) == [OWNER_FILE]:
                 os.remove(lock)       # while still held: see _lock
         os.close(fd)                  # releases the lock (the OS does the same if the process dies)
 
